@@ -1,0 +1,297 @@
+/*
+ * engage_decoder.c
+ *		Logical decoding output plugin writing engage event records.
+ *
+ * Every committed row change of a captured table becomes one JSON record;
+ * logical messages with the prefix "engage" (written by engage.emit()) become
+ * records with op "message".  A record's id is the commit LSN of its
+ * transaction and the change's 1-based position in it, so decoding the same
+ * WAL again gives the same ids.  Positions count every change of the
+ * transaction, captured or not, so the table filter does not change ids.
+ */
+#include "engage_decoder.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "replication/output_plugin.h"
+#include "utils/memutils.h"
+
+PG_MODULE_MAGIC;
+
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+/* Starts a decoding session: options, state, relation cache. */
+static void
+engage_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	MemoryContext old = MemoryContextSwitchTo(ctx->context);
+	EngageState *state = palloc0(sizeof(EngageState));
+
+	state->change_cxt = AllocSetContextCreate(ctx->context, "engage_decoder change",
+											  ALLOCSET_DEFAULT_SIZES);
+	engage_parse_options(ctx->output_plugin_options, &state->opts);
+	engage_relcache_init();
+	ctx->output_plugin_private = state;
+	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	opt->receive_rewrites = false;
+	MemoryContextSwitchTo(old);
+}
+
+/* Ends a decoding session. */
+static void
+engage_shutdown(LogicalDecodingContext *ctx)
+{
+	engage_relcache_reset();
+}
+
+/* Sets up the per-transaction state: commit LSN and time as text. */
+static void
+engage_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	EngageTxn  *etxn = MemoryContextAllocZero(ctx->context, sizeof(EngageTxn));
+
+	engage_lsn_chars(txn->final_lsn, etxn->commit_lsn);
+	etxn->ts[engage_json_timestamp(etxn->ts, txn->xact_time.commit_time, true)] = '\0';
+	txn->output_plugin_private = etxn;
+}
+
+/* Writes the begin record before the transaction's first event, if asked. */
+static void
+write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn)
+{
+	EngageState *state = ctx->output_plugin_private;
+
+	if (!state->opts.transactions || etxn->begun)
+		return;
+	etxn->begun = true;
+	OutputPluginPrepareWrite(ctx, false);
+	appendStringInfo(ctx->out, "{\"v\":1,\"op\":\"begin\",\"xid\":%u,\"lsn\":\"%s\",\"ts\":%s}",
+					 txn->xid, etxn->commit_lsn, etxn->ts);
+	OutputPluginWrite(ctx, false);
+}
+
+/* Writes the commit record of a transaction that had events, if asked. */
+static void
+engage_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	EngageTxn  *etxn = txn->output_plugin_private;
+	char		end_lsn[20];
+
+	if (etxn->begun)
+	{
+		engage_lsn_chars(txn->end_lsn, end_lsn);
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfo(ctx->out,
+						 "{\"v\":1,\"op\":\"commit\",\"xid\":%u,\"lsn\":\"%s\","
+						 "\"end_lsn\":\"%s\",\"ts\":%s,\"events\":%u}",
+						 txn->xid, etxn->commit_lsn, end_lsn, etxn->ts, etxn->events);
+		OutputPluginWrite(ctx, true);
+	}
+	pfree(etxn);
+	txn->output_plugin_private = NULL;
+}
+
+/* Writes the body of an insert, update or delete record after the header. */
+static void
+write_change_body(StringInfo out, EngageRel *erel, Relation rel, ReorderBufferChange *change)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		full = rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL;
+	HeapTuple	newtup = change->data.tp.newtuple ? &change->data.tp.newtuple->tuple : NULL;
+	HeapTuple	oldtup = change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL;
+	EngageRow	newrow;
+	EngageRow	oldrow;
+
+	appendStringInfoString(out, erel->table);
+	if (erel->partition)
+		appendStringInfoString(out, erel->partition);
+	if (newtup)
+		engage_deform_row(&newrow, desc, newtup);
+	if (oldtup)
+		engage_deform_row(&oldrow, desc, oldtup);
+	engage_write_key(out, erel, newtup ? &newrow : oldtup ? &oldrow : NULL);
+	if (newtup)
+		engage_write_row(out, "new", erel, &newrow, false);
+	if (oldtup)
+		engage_write_row(out, "old", erel, &oldrow, !full);
+	else if (change->action == REORDER_BUFFER_CHANGE_DELETE)
+		appendBinaryStringInfo(out, ",\"old\":null", 11);
+	appendStringInfoCharMacro(out, '}');
+}
+
+/* The op name of a row change. */
+static const char *
+change_op(ReorderBufferChange *change)
+{
+	switch (change->action)
+	{
+		case REORDER_BUFFER_CHANGE_INSERT:
+			return "insert";
+		case REORDER_BUFFER_CHANGE_UPDATE:
+			return "update";
+		case REORDER_BUFFER_CHANGE_DELETE:
+			return "delete";
+		default:
+			elog(ERROR, "unexpected change action %d", change->action);
+	}
+	return NULL;
+}
+
+/* Writes one record for a row change of a captured table. */
+static void
+engage_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			  Relation rel, ReorderBufferChange *change)
+{
+	EngageState *state = ctx->output_plugin_private;
+	EngageTxn  *etxn = txn->output_plugin_private;
+	EngageRel  *erel;
+	MemoryContext old;
+
+	etxn->position++;
+	erel = engage_rel_get(rel, &state->opts);
+	if (!erel->captured)
+		return;
+	old = MemoryContextSwitchTo(state->change_cxt);
+	write_begin_once(ctx, txn, etxn);
+	OutputPluginPrepareWrite(ctx, true);
+	engage_write_header(ctx->out, etxn, change->lsn, txn->xid, change_op(change));
+	write_change_body(ctx->out, erel, rel, change);
+	OutputPluginWrite(ctx, true);
+	etxn->events++;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_cxt);
+}
+
+/* Writes one truncate record per captured table in a TRUNCATE. */
+static void
+engage_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				int nrelations, Relation relations[], ReorderBufferChange *change)
+{
+	EngageState *state = ctx->output_plugin_private;
+	EngageTxn  *etxn = txn->output_plugin_private;
+	MemoryContext old = MemoryContextSwitchTo(state->change_cxt);
+
+	for (int i = 0; i < nrelations; i++)
+	{
+		EngageRel  *erel;
+
+		etxn->position++;
+		erel = engage_rel_get(relations[i], &state->opts);
+		if (!erel->captured)
+			continue;
+		write_begin_once(ctx, txn, etxn);
+		OutputPluginPrepareWrite(ctx, true);
+		engage_write_header(ctx->out, etxn, change->lsn, txn->xid, "truncate");
+		appendStringInfoString(ctx->out, erel->table);
+		if (erel->partition)
+			appendStringInfoString(ctx->out, erel->partition);
+		appendStringInfo(ctx->out, ",\"cascade\":%s,\"restart_identity\":%s}",
+						 change->data.truncate.cascade ? "true" : "false",
+						 change->data.truncate.restart_seqs ? "true" : "false");
+		OutputPluginWrite(ctx, true);
+		etxn->events++;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_cxt);
+}
+
+/*
+ * If message is a valid JSON object, returns what follows its opening brace
+ * (whitespace skipped); otherwise NULL.
+ */
+static const char *
+json_object_members(const char *message, Size size)
+{
+	char	   *copy = pnstrdup(message, size);
+	JsonLexContext *lex;
+	const char *p = copy;
+
+	if (!pg_verifymbstr(copy, size, true))
+		return NULL;
+	lex = makeJsonLexContextCstringLen(copy, size, GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p != '{')
+		return NULL;
+	p++;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/*
+ * Writes the body of a message record: the members of the emitted JSON
+ * object (topic, key, payload) spliced in, or "raw" when it is not one.
+ */
+static void
+write_message_body(StringInfo out, const char *message, Size size)
+{
+	const char *members = json_object_members(message, size);
+
+	if (members == NULL)
+	{
+		appendBinaryStringInfo(out, ",\"raw\":", 7);
+		if (pg_verifymbstr(message, size, true))
+			engage_json_string(out, message, size);
+		else
+			appendBinaryStringInfo(out, "null", 4);
+		appendStringInfoCharMacro(out, '}');
+		return;
+	}
+	if (*members != '}')
+		appendStringInfoCharMacro(out, ',');
+	appendStringInfoString(out, members);
+}
+
+/* Writes a record for a logical message with the engage prefix. */
+static void
+engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			   XLogRecPtr lsn, bool transactional, const char *prefix,
+			   Size size, const char *message)
+{
+	EngageState *state = ctx->output_plugin_private;
+	EngageTxn	untied = {0};
+	EngageTxn  *etxn = &untied;
+	MemoryContext old;
+
+	if (transactional)
+		etxn = txn->output_plugin_private;
+	else
+	{
+		/* Outside a transaction the message's own LSN names it. */
+		engage_lsn_chars(lsn, untied.commit_lsn);
+		strcpy(untied.ts, "null");
+	}
+	etxn->position++;
+	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) != 0)
+		return;
+	old = MemoryContextSwitchTo(state->change_cxt);
+	if (transactional)
+		write_begin_once(ctx, txn, etxn);
+	OutputPluginPrepareWrite(ctx, true);
+	engage_write_header(ctx->out, etxn, lsn, txn ? txn->xid : InvalidTransactionId, "message");
+	if (!transactional)
+		appendBinaryStringInfo(ctx->out, ",\"transactional\":false", 22);
+	write_message_body(ctx->out, message, size);
+	OutputPluginWrite(ctx, true);
+	etxn->events++;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_cxt);
+}
+
+/* Registers the plugin's callbacks. */
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	AssertVariableIsOfType(&_PG_output_plugin_init, LogicalOutputPluginInit);
+
+	cb->startup_cb = engage_startup;
+	cb->begin_cb = engage_begin;
+	cb->change_cb = engage_change;
+	cb->truncate_cb = engage_truncate;
+	cb->message_cb = engage_message;
+	cb->commit_cb = engage_commit;
+	cb->shutdown_cb = engage_shutdown;
+}

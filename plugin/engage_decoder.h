@@ -1,0 +1,154 @@
+/*
+ * engage_decoder.h
+ *		Shared declarations of the engage_decoder output plugin.
+ *
+ * The plugin writes one JSON event record per row change (format described
+ * in README.md, "Event records").  Files:
+ *	engage_decoder.c	entry point and decoding callbacks
+ *	options.c			plugin options and the table filter
+ *	relinfo.c			per-relation cache of columns, types and keys
+ *	record.c			tuples, keys and record headers as JSON
+ *	jsonvalue.c			one datum as a JSON value
+ */
+#ifndef ENGAGE_DECODER_H
+#define ENGAGE_DECODER_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "replication/logical.h"
+#include "utils/datetime.h"
+#include "utils/rel.h"
+
+/* Version of the record format written in every record's "v" field. */
+#define ENGAGE_FORMAT_VERSION 1
+
+/* Prefix of the logical messages written by engage.emit(). */
+#define ENGAGE_MESSAGE_PREFIX "engage"
+
+/* How a value of one type is written as JSON. */
+typedef enum EngageValueKind
+{
+	EV_INT,						/* int2, int4, int8, oid: a JSON number */
+	EV_BOOL,					/* true or false */
+	EV_FLOAT,					/* a number; NaN and infinities as strings */
+	EV_NUMERIC,					/* every digit kept; NaN and infinities as strings */
+	EV_JSON,					/* json and jsonb embedded as JSON */
+	EV_TEXT,					/* text, varchar, bpchar: an escaped string */
+	EV_TIMESTAMPTZ,				/* ISO 8601 in UTC with microseconds and Z */
+	EV_TIMESTAMP,				/* ISO 8601 with microseconds, no zone */
+	EV_DATE,					/* ISO 8601 date */
+	EV_INTERVAL,				/* ISO 8601 duration */
+	EV_BYTEA,					/* base64 string */
+	EV_ARRAY,					/* a JSON array, nested for several dimensions */
+	EV_STRING					/* anything else: its text output as a string */
+} EngageValueKind;
+
+/* Everything needed to write values of one (base) type. */
+typedef struct EngageType
+{
+	EngageValueKind kind;
+	Oid			typid;			/* the base type (domains resolved) */
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	FmgrInfo	out;			/* text output function */
+	struct EngageType *elem;	/* element type of an array */
+} EngageType;
+
+/* One live column of a captured relation. */
+typedef struct EngageColumn
+{
+	AttrNumber	attnum;			/* 1-based attribute number */
+	char	   *name;			/* the quoted JSON name followed by ':' */
+	int			namelen;
+	char	   *bare;			/* the quoted JSON name alone */
+	EngageType	type;
+} EngageColumn;
+
+/* What the plugin knows about one relation; rebuilt after invalidation. */
+typedef struct EngageRel
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	bool		captured;		/* does the table filter select it? */
+	MemoryContext cxt;			/* holds everything below */
+	char	   *table;			/* ,"table":"schema.name" (root of a partition) */
+	char	   *partition;		/* ,"partition":"schema.leaf" or NULL */
+	int			ncols;
+	EngageColumn *cols;
+	int			nkeys;			/* 0 when the table has no usable key */
+	int		   *keys;			/* indexes into cols */
+} EngageRel;
+
+/* One entry of the "tables" option: schema and table, or schema.* */
+typedef struct EngageTablePattern
+{
+	char	   *schema;
+	char	   *table;			/* NULL matches every table of the schema */
+} EngageTablePattern;
+
+/* Options given with the slot's get_changes call or replication command. */
+typedef struct EngageOptions
+{
+	bool		all_tables;		/* tables '*' */
+	List	   *tables;			/* of EngageTablePattern */
+	bool		transactions;	/* write begin and commit records */
+} EngageOptions;
+
+/* Plugin state of one decoding session. */
+typedef struct EngageState
+{
+	MemoryContext change_cxt;	/* reset after every callback */
+	EngageOptions opts;
+} EngageState;
+
+/* Per-transaction state, in txn->output_plugin_private. */
+typedef struct EngageTxn
+{
+	uint32		position;		/* changes seen so far, captured or not */
+	uint32		events;			/* records written */
+	bool		begun;			/* begin record written */
+	char		commit_lsn[20]; /* commit LSN as text */
+	char		ts[MAXDATELEN + 3]; /* commit time as a JSON string */
+} EngageTxn;
+
+/* One decoded tuple: its values and nulls by attribute number - 1. */
+typedef struct EngageRow
+{
+	int			natts;
+	Datum	   *values;
+	bool	   *nulls;
+} EngageRow;
+
+/* options.c */
+extern void engage_parse_options(List *defels, EngageOptions *opts);
+extern bool engage_table_captured(const EngageOptions *opts,
+								  const char *schema, const char *table);
+
+/* relinfo.c */
+extern void engage_relcache_init(void);
+extern void engage_relcache_reset(void);
+extern EngageRel *engage_rel_get(Relation rel, const EngageOptions *opts);
+extern void engage_type_init(EngageType *type, Oid typid, MemoryContext cxt);
+
+/* record.c */
+extern void engage_write_header(StringInfo out, EngageTxn *etxn,
+								XLogRecPtr lsn, TransactionId xid,
+								const char *op);
+extern void engage_deform_row(EngageRow *row, TupleDesc desc, HeapTuple tuple);
+extern void engage_write_row(StringInfo out, const char *field,
+							 EngageRel *erel, EngageRow *row, bool keys_only);
+extern void engage_write_key(StringInfo out, EngageRel *erel, EngageRow *row);
+extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
+
+/* jsonvalue.c */
+extern void engage_json_string(StringInfo out, const char *s, int len);
+extern void engage_json_value(StringInfo out, Datum value, EngageType *type);
+extern int	engage_json_timestamp(char *buf, int64 ts, bool utc);
+
+#endif							/* ENGAGE_DECODER_H */

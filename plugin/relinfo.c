@@ -1,0 +1,272 @@
+/*
+ * relinfo.c
+ *		Per-relation cache: is it captured, its columns' names and types, its key.
+ *
+ * Entries are built on first use and rebuilt after a relcache invalidation,
+ * so that decoding pays for catalog lookups once per relation, not per change.
+ * The cache lives in CacheMemoryContext: a decoding session that ends with an
+ * error cannot leave the invalidation callback pointing at freed memory.
+ */
+#include "engage_decoder.h"
+
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+static HTAB *rel_cache = NULL;
+
+/* Relcache invalidation: forget one relation, or all of them. */
+static void
+invalidate_rel(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	EngageRel  *erel;
+
+	if (rel_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		erel = hash_search(rel_cache, &relid, HASH_FIND, NULL);
+		if (erel != NULL)
+			erel->valid = false;
+		return;
+	}
+	hash_seq_init(&status, rel_cache);
+	while ((erel = hash_seq_search(&status)) != NULL)
+		erel->valid = false;
+}
+
+/* Frees every entry and the table itself. */
+static void
+destroy_cache(void)
+{
+	HASH_SEQ_STATUS status;
+	EngageRel  *erel;
+
+	hash_seq_init(&status, rel_cache);
+	while ((erel = hash_seq_search(&status)) != NULL)
+		if (erel->cxt != NULL)
+			MemoryContextDelete(erel->cxt);
+	hash_destroy(rel_cache);
+	rel_cache = NULL;
+}
+
+/* Starts a decoding session with an empty cache (options may have changed). */
+void
+engage_relcache_init(void)
+{
+	static bool callback_registered = false;
+	HASHCTL		ctl;
+
+	if (rel_cache != NULL)
+		destroy_cache();
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(EngageRel);
+	ctl.hcxt = CacheMemoryContext;
+	rel_cache = hash_create("engage_decoder relations", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(invalidate_rel, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/* Ends a decoding session: the cache is not needed until the next one. */
+void
+engage_relcache_reset(void)
+{
+	if (rel_cache != NULL)
+		destroy_cache();
+}
+
+/* Chooses how values of the base type typid are written. */
+static EngageValueKind
+value_kind(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+			return EV_INT;
+		case BOOLOID:
+			return EV_BOOL;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			return EV_FLOAT;
+		case NUMERICOID:
+			return EV_NUMERIC;
+		case JSONOID:
+		case JSONBOID:
+			return EV_JSON;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			return EV_TEXT;
+		case TIMESTAMPTZOID:
+			return EV_TIMESTAMPTZ;
+		case TIMESTAMPOID:
+			return EV_TIMESTAMP;
+		case DATEOID:
+			return EV_DATE;
+		case INTERVALOID:
+			return EV_INTERVAL;
+		case BYTEAOID:
+			return EV_BYTEA;
+		default:
+			return OidIsValid(get_element_type(typid)) ? EV_ARRAY : EV_STRING;
+	}
+}
+
+/* Fills type with what writing values of typid (or its base type) needs. */
+void
+engage_type_init(EngageType *type, Oid typid, MemoryContext cxt)
+{
+	Oid			base = getBaseType(typid);
+	Oid			outfunc;
+	bool		isvarlena;
+
+	type->typid = base;
+	type->kind = value_kind(base);
+	get_typlenbyvalalign(base, &type->typlen, &type->typbyval, &type->typalign);
+	getTypeOutputInfo(base, &outfunc, &isvarlena);
+	fmgr_info_cxt(outfunc, &type->out, cxt);
+	type->elem = NULL;
+	if (type->kind == EV_ARRAY)
+	{
+		type->elem = MemoryContextAlloc(cxt, sizeof(EngageType));
+		engage_type_init(type->elem, get_element_type(base), cxt);
+	}
+}
+
+/* Returns "schema.name" of relid as a JSON string preceded by ,"field": */
+static char *
+qualified_name_field(const char *field, Oid relid)
+{
+	StringInfoData buf;
+	char	   *name = psprintf("%s.%s", get_namespace_name(get_rel_namespace(relid)),
+								get_rel_name(relid));
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, ",\"%s\":", field);
+	engage_json_string(&buf, name, strlen(name));
+	return buf.data;
+}
+
+/* Fills the live columns of rel into erel. */
+static void
+build_columns(EngageRel *erel, TupleDesc desc)
+{
+	erel->cols = palloc0(sizeof(EngageColumn) * desc->natts);
+	erel->ncols = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		EngageColumn *col = &erel->cols[erel->ncols];
+		StringInfoData buf;
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		initStringInfo(&buf);
+		engage_json_string(&buf, NameStr(att->attname), strlen(NameStr(att->attname)));
+		col->bare = pstrdup(buf.data);
+		appendStringInfoChar(&buf, ':');
+		col->name = buf.data;
+		col->namelen = buf.len;
+		col->attnum = att->attnum;
+		engage_type_init(&col->type, att->atttypid, erel->cxt);
+		erel->ncols++;
+	}
+}
+
+/*
+ * Finds the row key of rel: its replica identity index (by default the
+ * primary key), else its primary key (as under REPLICA IDENTITY FULL).
+ */
+static void
+build_keys(EngageRel *erel, Relation rel)
+{
+	Oid			indexoid = RelationGetReplicaIndex(rel);
+	Relation	index;
+
+	erel->nkeys = 0;
+	if (!OidIsValid(indexoid))
+		indexoid = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(indexoid))
+		return;
+	index = RelationIdGetRelation(indexoid);
+	erel->keys = palloc(sizeof(int) * index->rd_index->indnkeyatts);
+	for (int k = 0; k < index->rd_index->indnkeyatts; k++)
+	{
+		AttrNumber	attnum = index->rd_index->indkey.values[k];
+
+		for (int c = 0; c < erel->ncols; c++)
+			if (erel->cols[c].attnum == attnum)
+				erel->keys[erel->nkeys++] = c;
+	}
+	RelationClose(index);
+}
+
+/* The topmost partitioned table above a partition, or relid itself. */
+static Oid
+root_of(Relation rel)
+{
+	List	   *ancestors;
+
+	if (!rel->rd_rel->relispartition)
+		return RelationGetRelid(rel);
+	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	return llast_oid(ancestors);
+}
+
+/* (Re)builds the entry of rel. */
+static void
+build_rel(EngageRel *erel, Relation rel, const EngageOptions *opts)
+{
+	Oid			relid = RelationGetRelid(rel);
+	Oid			root = root_of(rel);
+	MemoryContext old;
+
+	if (erel->cxt != NULL)
+		MemoryContextDelete(erel->cxt);
+	erel->cxt = AllocSetContextCreate(CacheMemoryContext, "engage_decoder relation",
+									  ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(erel->cxt);
+	erel->captured = engage_table_captured(opts, get_namespace_name(get_rel_namespace(root)),
+										   get_rel_name(root));
+	erel->partition = NULL;
+	if (erel->captured)
+	{
+		erel->table = qualified_name_field("table", root);
+		if (root != relid)
+			erel->partition = qualified_name_field("partition", relid);
+		build_columns(erel, RelationGetDescr(rel));
+		build_keys(erel, rel);
+	}
+	MemoryContextSwitchTo(old);
+	erel->valid = true;
+}
+
+/* Returns the cache entry of rel, building it when missing or invalidated. */
+EngageRel *
+engage_rel_get(Relation rel, const EngageOptions *opts)
+{
+	Oid			relid = RelationGetRelid(rel);
+	bool		found;
+	EngageRel  *erel = hash_search(rel_cache, &relid, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		erel->cxt = NULL;
+		erel->valid = false;
+	}
+	if (!erel->valid)
+		build_rel(erel, rel, opts);
+	return erel;
+}
