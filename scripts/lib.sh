@@ -8,7 +8,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ENGAGE_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron
     postgresql-15-wal2json postgresql-15-decoderbufs librdkafka-dev kcat
-    build-essential pkg-config rsync)
+    build-essential pkg-config rsync maven openjdk-17-jre-headless
+    python3-venv)
 
 # Print a progress line on stderr.
 say() { printf '==> %s\n' "$*" >&2; }
