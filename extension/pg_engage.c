@@ -1,17 +1,43 @@
 /*
  * pg_engage.c
- *		Entry point of the pg_engage extension library.
+ *		Entry point of the pg_engage library: settings, shared memory and
+ *		the shipper's launcher when the library is preloaded.
  */
-#include "postgres.h"
+#include "engage.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* Library load: nothing to set up until the shipper is configured. */
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+
+/* Requests the shared memory of the shipper's status. */
+static void
+engage_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	engage_status_request();
+}
+
+/*
+ * Library load.  The settings always exist; the shipper needs the library in
+ * shared_preload_libraries, and only then is it started.
+ */
 void
 _PG_init(void)
 {
+	if (IsBinaryUpgrade)
+		return;
+	engage_define_settings();
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = engage_shmem_request;
+	engage_status_startup();
+	engage_register_launcher();
 }

@@ -1,0 +1,143 @@
+/*
+ * guc.c
+ *		The engage.* settings of the shipper and their checks.
+ *
+ * Every setting can be changed with a reload; the shipper picks changes up
+ * by starting a new session.  A bad value is refused with a message when the
+ * configuration is loaded, so the shipper never runs with it.
+ */
+#include "engage.h"
+
+#include "utils/guc.h"
+
+bool		engage_enabled = true;
+char	   *engage_brokers = NULL;
+char	   *engage_database = NULL;
+char	   *engage_slot_name = NULL;
+char	   *engage_topic_prefix = NULL;
+char	   *engage_tables = NULL;
+char	   *engage_kafka_properties = NULL;
+int			engage_poll_interval_ms = 10;
+int			engage_shutdown_timeout_ms = 10000;
+int			engage_poison_policy = ENGAGE_POISON_STOP;
+char	   *engage_dead_letter_topic = NULL;
+
+static const struct config_enum_entry poison_options[] = {
+	{"stop", ENGAGE_POISON_STOP, false},
+	{"dead_letter", ENGAGE_POISON_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
+
+/* True when s is a valid Kafka topic name (or prefix of one). */
+static bool
+valid_topic(const char *s)
+{
+	size_t		len = strlen(s);
+
+	if (len == 0 || len > 200)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* Check hook of topic settings. */
+static bool
+check_topic(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && valid_topic(*newval))
+		return true;
+	GUC_check_errdetail("A Kafka topic name is 1 to 200 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
+	return false;
+}
+
+/* Check hook of settings that must not be empty. */
+static bool
+check_not_empty(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0')
+		return true;
+	GUC_check_errdetail("The value must not be empty.");
+	return false;
+}
+
+/* Check hook of the slot name: what a replication slot accepts. */
+static bool
+check_slot_name(char **newval, void **extra, GucSource source)
+{
+	size_t		len = *newval ? strlen(*newval) : 0;
+
+	if (len == 0 || len >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A slot name is 1 to %d characters.", NAMEDATALEN - 1);
+		return false;
+	}
+	for (const char *p = *newval; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+		{
+			GUC_check_errdetail("A slot name contains only lower case letters, digits and underscores.");
+			return false;
+		}
+	return true;
+}
+
+/* Check hook of the Kafka properties: librdkafka must accept every one. */
+static bool
+check_properties(char **newval, void **extra, GucSource source)
+{
+	char	   *errmsg = NULL;
+
+	if (producer_check_properties(*newval, &errmsg))
+		return true;
+	GUC_check_errdetail("%s", errmsg);
+	GUC_check_errhint("Write properties as name=value pairs separated by semicolons, e.g. 'compression.type=lz4;linger.ms=5'.");
+	return false;
+}
+
+/* Defines a reloadable string setting. */
+static void
+define_string(const char *name, const char *desc, char **var, const char *boot,
+			  int flags, GucStringCheckHook check)
+{
+	DefineCustomStringVariable(name, desc, NULL, var, boot, PGC_SIGHUP, flags,
+							   check, NULL, NULL);
+}
+
+/* Defines every engage.* setting. */
+void
+engage_define_settings(void)
+{
+	DefineCustomBoolVariable("engage.enabled",
+							 gettext_noop("Runs the shipper that sends engage events to Kafka."),
+							 NULL, &engage_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	define_string("engage.brokers", gettext_noop("Kafka bootstrap servers (host:port, comma-separated)."),
+				  &engage_brokers, "127.0.0.1:9092", 0, check_not_empty);
+	define_string("engage.database", gettext_noop("Database whose engage changes the shipper sends."),
+				  &engage_database, "postgres", 0, check_not_empty);
+	define_string("engage.slot_name", gettext_noop("Logical replication slot of the shipper (created if missing)."),
+				  &engage_slot_name, "engage_shipper", 0, check_slot_name);
+	define_string("engage.topic_prefix", gettext_noop("Prefix of the Kafka topics: <prefix>.<table>, <prefix>.<topic>."),
+				  &engage_topic_prefix, "engage", 0, check_topic);
+	define_string("engage.tables", gettext_noop("Tables captured, as the engage_decoder option tables."),
+				  &engage_tables, "engage.*", 0, check_not_empty);
+	define_string("engage.kafka_properties",
+				  gettext_noop("Extra librdkafka properties, name=value separated by semicolons."),
+				  &engage_kafka_properties, "", GUC_SUPERUSER_ONLY, check_properties);
+	define_string("engage.dead_letter_topic", gettext_noop("Topic of events Kafka refuses, with policy dead_letter."),
+				  &engage_dead_letter_topic, "engage.dead_letter", 0, check_topic);
+	DefineCustomEnumVariable("engage.poison_policy",
+							 gettext_noop("What to do with an event Kafka refuses for good: stop or dead_letter."),
+							 NULL, &engage_poison_policy, ENGAGE_POISON_STOP, poison_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("engage.poll_interval",
+							gettext_noop("How long the shipper sleeps when it has read all WAL."),
+							NULL, &engage_poll_interval_ms, 10, 1, 10000, PGC_SIGHUP,
+							GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("engage.shutdown_timeout",
+							gettext_noop("How long a stopping shipper waits for Kafka to acknowledge what is in flight."),
+							NULL, &engage_shutdown_timeout_ms, 10000, 0, 600000, PGC_SIGHUP,
+							GUC_UNIT_MS, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("engage");
+}

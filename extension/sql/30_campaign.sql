@@ -1,0 +1,202 @@
+-- Campaign audiences and engagement tracking: the SQL API the Engage backend
+-- calls to fill a campaign's audience and to record what its members did.
+-- User documentation: docs/campaign_api.md.
+
+-- Fill a campaign's audience from its audience, one member per normalized email.
+--
+-- Dedupe key: engage.normalize_email(email) (trimmed, lower-cased; NULL when
+-- missing or malformed).  Per key the member with the lowest member_id among the
+-- audience rows not yet in the campaign is chosen.  Keys are taken in ascending
+-- order (database collation), which is the order of audience_members_dedupe_idx,
+-- so a limited build walks that index and stops: it never reads the whole
+-- audience.  max_members caps the total size of the campaign audience, so a
+-- repeated call with the same arguments adds nothing.  Concurrent builders of a
+-- campaign are serialized by a row lock on the campaign; ON CONFLICT DO NOTHING
+-- on the UNIQUE (campaign_id, email) covers any other writer.
+CREATE FUNCTION engage.build_campaign_audience(
+    campaign_id bigint,
+    max_members bigint DEFAULT NULL,
+    OUT added bigint,
+    OUT skipped_duplicates bigint,
+    OUT skipped_invalid bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- Plan the big statements with the actual audience and limit: a generic plan
+-- cannot know whether 100 or all rows are wanted.
+SET plan_cache_mode = force_custom_plan
+AS $$
+DECLARE
+    v_campaign bigint := build_campaign_audience.campaign_id;
+    v_audience bigint;
+    v_sent     boolean;
+    v_need     bigint;            -- members still to add; NULL: no limit
+    v_last     text;              -- highest dedupe key added
+    v_walked   bigint;            -- valid audience rows the walk went through
+BEGIN
+    IF v_campaign IS NULL THEN
+        RAISE EXCEPTION 'campaign_id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max_members < 0 THEN
+        RAISE EXCEPTION 'max_members must not be negative: %', max_members
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL (the default) to add every deduped member of the audience.';
+    END IF;
+
+    -- Serializes builders of this campaign until commit.  NO KEY UPDATE does not
+    -- conflict with the KEY SHARE locks of foreign key checks, so engagement
+    -- tracking and other campaigns go on meanwhile.
+    SELECT c.audience_id, c.sent INTO v_audience, v_sent
+    FROM engage.campaigns AS c
+    WHERE c.campaign_id = v_campaign
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'campaign % does not exist', v_campaign
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Create the campaign in engage.campaigns first.';
+    END IF;
+    IF v_sent THEN
+        RAISE EXCEPTION 'campaign % has already been sent', v_campaign
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The audience of a sent campaign is what it was sent to and cannot grow.',
+                  HINT = 'Create a new campaign for the members that were not reached.';
+    END IF;
+
+    IF max_members IS NOT NULL THEN
+        SELECT greatest(max_members - count(*), 0) INTO v_need
+        FROM engage.campaign_audience AS ca
+        WHERE ca.campaign_id = v_campaign;
+    END IF;
+
+    IF v_need = 0 THEN
+        added := 0;
+    ELSE
+        WITH ins AS (
+            INSERT INTO engage.campaign_audience AS ca (campaign_id, member_id, email)
+            SELECT v_campaign, pick.member_id, pick.email
+            FROM (
+                -- One row per dedupe key: the lowest member_id not yet in the campaign.
+                SELECT DISTINCT ON (engage.normalize_email(am.email))
+                       engage.normalize_email(am.email) AS email, am.member_id
+                FROM engage.audience_members AS am
+                WHERE am.audience_id = v_audience
+                  AND engage.normalize_email(am.email) IS NOT NULL
+                  AND NOT EXISTS (SELECT FROM engage.campaign_audience AS x
+                                  WHERE x.campaign_id = v_campaign
+                                    AND x.member_id = am.member_id)
+                ORDER BY engage.normalize_email(am.email), am.member_id
+            ) AS pick
+            WHERE NOT EXISTS (SELECT FROM engage.campaign_audience AS x
+                              WHERE x.campaign_id = v_campaign
+                                AND x.email = pick.email)
+            ORDER BY pick.email
+            LIMIT v_need                -- NULL: LIMIT ALL
+            ON CONFLICT DO NOTHING
+            RETURNING ca.email
+        )
+        SELECT count(*), max(ins.email) INTO added, v_last FROM ins;
+    END IF;
+
+    -- How far the walk went: up to the last key added when the limit stopped
+    -- it, otherwise through every valid row of the audience.
+    IF v_need = 0 THEN
+        v_walked := 0;
+    ELSIF v_need IS NOT NULL AND added = v_need THEN
+        SELECT count(*) INTO v_walked
+        FROM engage.audience_members AS am
+        WHERE am.audience_id = v_audience
+          AND engage.normalize_email(am.email) IS NOT NULL
+          AND engage.normalize_email(am.email) <= v_last;
+    END IF;
+
+    -- Rows without a valid email have no dedupe key: they sit together at the
+    -- end of the index and are counted there directly, whatever the limit.
+    SELECT count(*) INTO skipped_invalid
+    FROM engage.audience_members AS am
+    WHERE am.audience_id = v_audience
+      AND engage.normalize_email(am.email) IS NULL;
+
+    IF v_walked IS NULL THEN
+        SELECT count(*) - skipped_invalid INTO v_walked
+        FROM engage.audience_members AS am
+        WHERE am.audience_id = v_audience;
+    END IF;
+
+    skipped_duplicates := greatest(v_walked - added, 0);
+END
+$$;
+
+COMMENT ON FUNCTION engage.build_campaign_audience(bigint, bigint) IS
+'Fill a campaign''s audience with one member (lowest member_id) per normalized email, up to max_members in total; returns members added and rows skipped as duplicates or invalid';
+
+-- Record an open, click or conversion of a campaign member, keeping first touches.
+--
+-- Idempotent: a touch only ever moves a first-touch timestamp earlier, so a
+-- repeated or late event changes nothing.  A click implies an open and a
+-- conversion implies a click: the implied touches are recorded with the same
+-- timestamp (again only if earlier than what is there).  Returns true when the
+-- call changed the member's engagement, false when it was already known.
+CREATE FUNCTION engage.record_engagement(
+    campaign_id bigint,
+    member_id bigint,
+    kind text,
+    at timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_campaign bigint := record_engagement.campaign_id;
+    v_member   bigint := record_engagement.member_id;
+    v_at       timestamptz := record_engagement.at;
+    v_level    integer;   -- 1 open, 2 click, 3 conversion
+BEGIN
+    IF v_campaign IS NULL OR v_member IS NULL OR kind IS NULL OR v_at IS NULL THEN
+        RAISE EXCEPTION 'campaign_id, member_id, kind and at must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_level := CASE kind WHEN 'open' THEN 1 WHEN 'click' THEN 2 WHEN 'conversion' THEN 3 END;
+    IF v_level IS NULL THEN
+        RAISE EXCEPTION 'unknown engagement kind: %', quote_literal(kind)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The kind is one of ''open'', ''click'' or ''conversion''.';
+    END IF;
+    IF NOT isfinite(v_at) THEN
+        RAISE EXCEPTION 'engagement time must be finite: %', v_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Writes only when a first touch appears or moves earlier.  Concurrent
+    -- calls for one member queue on its row lock and re-check the condition
+    -- against the row the previous one left.
+    UPDATE engage.campaign_audience AS ca SET
+        opened       = true,
+        opened_at    = least(ca.opened_at, v_at),
+        clicked      = ca.clicked OR v_level >= 2,
+        clicked_at   = CASE WHEN v_level >= 2 THEN least(ca.clicked_at, v_at) ELSE ca.clicked_at END,
+        converted    = ca.converted OR v_level >= 3,
+        converted_at = CASE WHEN v_level >= 3 THEN least(ca.converted_at, v_at) ELSE ca.converted_at END
+    WHERE ca.campaign_id = v_campaign
+      AND ca.member_id = v_member
+      AND (ca.opened_at IS NULL OR ca.opened_at > v_at
+           OR (v_level >= 2 AND (ca.clicked_at IS NULL OR ca.clicked_at > v_at))
+           OR (v_level >= 3 AND (ca.converted_at IS NULL OR ca.converted_at > v_at)));
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+
+    PERFORM FROM engage.campaign_audience AS ca
+    WHERE ca.campaign_id = v_campaign AND ca.member_id = v_member;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'member % is not in the audience of campaign %', v_member, v_campaign
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = 'Engagement is only recorded for rows of engage.campaign_audience.',
+                  HINT = 'Check the campaign and member ids, or build the campaign audience first.';
+    END IF;
+    RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION engage.record_engagement(bigint, bigint, text, timestamptz) IS
+'Record an open, click or conversion (a click implies an open, a conversion a click), keeping the earliest time of each; true when something changed';

@@ -1,0 +1,405 @@
+-- Campaign rates: live totals, and an hourly rollup maintained incrementally.
+--
+-- Every change of campaign_audience that matters to the rates (a first touch
+-- appearing, moving or going away, a member joining or leaving) is written by
+-- triggers into engage.rollup_journal.  engage.rollup_rates() consumes the
+-- journal: it deletes the entries its snapshot sees and folds them into
+-- engage.campaign_rates_hourly.  Entries of transactions still in progress are
+-- invisible to it, so they stay for the next run: a late commit is never lost,
+-- and every run leaves the hourly table equal to what a from-scratch
+-- computation over its snapshot would give.  The journal is read through an
+-- index on the writing transaction id, from a low-water mark below which every
+-- entry is known to be consumed, so a run costs what is new, not the history.
+-- User documentation: docs/campaign_api.md.
+
+-- Rate changes not yet rolled up: a work queue written by triggers.
+CREATE TABLE engage.rollup_journal (
+    entry_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid           xid8   NOT NULL DEFAULT pg_current_xact_id(),
+    campaign_id   bigint NOT NULL,
+    hour          timestamptz,            -- NULL: membership changed
+    d_opens       bigint NOT NULL DEFAULT 0,
+    d_clicks      bigint NOT NULL DEFAULT 0,
+    d_conversions bigint NOT NULL DEFAULT 0
+);
+
+CREATE INDEX rollup_journal_xid_idx ON engage.rollup_journal (xid);
+
+COMMENT ON TABLE engage.rollup_journal IS
+'Changes of first touches (hour, deltas) and of membership (hour NULL) per campaign, consumed by engage.rollup_rates()';
+
+-- The rollup's own state: a single row, also its lock.
+CREATE TABLE engage.rollup_state (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    processed_below xid8 NOT NULL DEFAULT '0'
+);
+
+INSERT INTO engage.rollup_state DEFAULT VALUES;
+
+COMMENT ON TABLE engage.rollup_state IS
+'State of engage.rollup_rates(): every journal entry of a transaction below processed_below has been consumed';
+
+-- Audience size per campaign as of the last rollup: the rates' denominator.
+CREATE TABLE engage.rollup_audience_sizes (
+    campaign_id   bigint PRIMARY KEY REFERENCES engage.campaigns ON DELETE CASCADE,
+    audience_size bigint NOT NULL
+);
+
+COMMENT ON TABLE engage.rollup_audience_sizes IS
+'Campaign audience sizes as counted by the last engage.rollup_rates() that saw a membership change';
+
+-- Per campaign and UTC hour: new first touches and cumulative counts and rates.
+CREATE TABLE engage.campaign_rates_hourly (
+    campaign_id        bigint NOT NULL REFERENCES engage.campaigns ON DELETE CASCADE,
+    hour               timestamptz NOT NULL,
+    new_opens          bigint NOT NULL DEFAULT 0,
+    new_clicks         bigint NOT NULL DEFAULT 0,
+    new_conversions    bigint NOT NULL DEFAULT 0,
+    cum_opens          bigint NOT NULL DEFAULT 0,
+    cum_clicks         bigint NOT NULL DEFAULT 0,
+    cum_conversions    bigint NOT NULL DEFAULT 0,
+    audience_size      bigint NOT NULL DEFAULT 0,
+    open_rate          numeric GENERATED ALWAYS AS
+                           (cum_opens::numeric / nullif(audience_size, 0)) STORED,
+    click_rate         numeric GENERATED ALWAYS AS
+                           (cum_clicks::numeric / nullif(audience_size, 0)) STORED,
+    click_to_open_rate numeric GENERATED ALWAYS AS
+                           (cum_clicks::numeric / nullif(cum_opens, 0)) STORED,
+    conversion_rate    numeric GENERATED ALWAYS AS
+                           (cum_conversions::numeric / nullif(audience_size, 0)) STORED,
+    PRIMARY KEY (campaign_id, hour)
+);
+
+COMMENT ON TABLE engage.campaign_rates_hourly IS
+'Per campaign and UTC hour with activity: first opens/clicks/conversions in the hour, cumulative counts to its end and cumulative rates over the audience size; maintained by engage.rollup_rates()';
+
+-- Journals the first-touch changes of one updated campaign_audience row.
+CREATE FUNCTION engage.journal_engagement_update()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- -1 in the old hour of each touch, +1 in the new one; a touch that stays
+    -- in its hour nets to nothing and writes nothing.
+    INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+    SELECT t.campaign_id, t.hour, sum(t.o), sum(t.c), sum(t.v)
+    FROM (VALUES
+        (OLD.campaign_id, date_trunc('hour', OLD.opened_at, 'UTC'),    -1,  0,  0),
+        (OLD.campaign_id, date_trunc('hour', OLD.clicked_at, 'UTC'),    0, -1,  0),
+        (OLD.campaign_id, date_trunc('hour', OLD.converted_at, 'UTC'),  0,  0, -1),
+        (NEW.campaign_id, date_trunc('hour', NEW.opened_at, 'UTC'),     1,  0,  0),
+        (NEW.campaign_id, date_trunc('hour', NEW.clicked_at, 'UTC'),    0,  1,  0),
+        (NEW.campaign_id, date_trunc('hour', NEW.converted_at, 'UTC'),  0,  0,  1)
+    ) AS t(campaign_id, hour, o, c, v)
+    WHERE t.hour IS NOT NULL
+    GROUP BY t.campaign_id, t.hour
+    HAVING sum(t.o) <> 0 OR sum(t.c) <> 0 OR sum(t.v) <> 0;
+
+    IF OLD.campaign_id IS DISTINCT FROM NEW.campaign_id THEN
+        INSERT INTO engage.rollup_journal (campaign_id)
+        VALUES (OLD.campaign_id), (NEW.campaign_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION engage.journal_engagement_update() IS
+'Trigger: journal the first-touch changes of an updated campaign_audience row for engage.rollup_rates()';
+
+-- Journals the rows a statement inserted into or deleted from campaign_audience.
+CREATE FUNCTION engage.journal_membership_change()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+        SELECT r.campaign_id, NULL, 0, 0, 0 FROM new_rows AS r GROUP BY r.campaign_id
+        UNION ALL
+        SELECT r.campaign_id, t.hour, sum(t.o), sum(t.c), sum(t.v)
+        FROM new_rows AS r
+        CROSS JOIN LATERAL (VALUES
+            (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
+            (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
+            (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
+        WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
+        GROUP BY r.campaign_id, t.hour;
+    ELSE
+        INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+        SELECT r.campaign_id, NULL, 0, 0, 0 FROM old_rows AS r GROUP BY r.campaign_id
+        UNION ALL
+        SELECT r.campaign_id, t.hour, -sum(t.o), -sum(t.c), -sum(t.v)
+        FROM old_rows AS r
+        CROSS JOIN LATERAL (VALUES
+            (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
+            (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
+            (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
+        WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
+        GROUP BY r.campaign_id, t.hour;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION engage.journal_membership_change() IS
+'Trigger: journal the campaign_audience rows a statement inserted or deleted (membership and first touches) for engage.rollup_rates()';
+
+CREATE TRIGGER campaign_audience_journal_insert
+    AFTER INSERT ON engage.campaign_audience
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION engage.journal_membership_change();
+
+CREATE TRIGGER campaign_audience_journal_delete
+    AFTER DELETE ON engage.campaign_audience
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION engage.journal_membership_change();
+
+CREATE TRIGGER campaign_audience_journal_update
+    AFTER UPDATE ON engage.campaign_audience
+    FOR EACH ROW
+    WHEN (OLD.opened_at IS DISTINCT FROM NEW.opened_at
+          OR OLD.clicked_at IS DISTINCT FROM NEW.clicked_at
+          OR OLD.converted_at IS DISTINCT FROM NEW.converted_at
+          OR OLD.campaign_id IS DISTINCT FROM NEW.campaign_id)
+    EXECUTE FUNCTION engage.journal_engagement_update();
+
+-- Live rates of one campaign, computed from campaign_audience now.
+CREATE FUNCTION engage.campaign_rates(campaign_id bigint)
+RETURNS TABLE (
+    audience_size      bigint,
+    opens              bigint,
+    clicks             bigint,
+    conversions        bigint,
+    open_rate          numeric,
+    click_rate         numeric,
+    click_to_open_rate numeric,
+    conversion_rate    numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF campaign_rates.campaign_id IS NULL THEN
+        RAISE EXCEPTION 'campaign_id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM FROM engage.campaigns AS c WHERE c.campaign_id = campaign_rates.campaign_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'campaign % does not exist', campaign_rates.campaign_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+
+    RETURN QUERY
+    SELECT n.size, n.o, n.c, n.v,
+           n.o::numeric / nullif(n.size, 0),
+           n.c::numeric / nullif(n.size, 0),
+           n.c::numeric / nullif(n.o, 0),
+           n.v::numeric / nullif(n.size, 0)
+    FROM (SELECT count(*) AS size,
+                 count(*) FILTER (WHERE ca.opened) AS o,
+                 count(*) FILTER (WHERE ca.clicked) AS c,
+                 count(*) FILTER (WHERE ca.converted) AS v
+          FROM engage.campaign_audience AS ca
+          WHERE ca.campaign_id = campaign_rates.campaign_id) AS n;
+END
+$$;
+
+COMMENT ON FUNCTION engage.campaign_rates(bigint) IS
+'Audience size, opens, clicks, conversions and open, click, click-to-open and conversion rates of a campaign, live (rates NULL when their denominator is 0)';
+
+-- Fold the journal into campaign_rates_hourly: only what changed since the last run.
+CREATE FUNCTION engage.rollup_rates(
+    OUT processed_entries bigint,
+    OUT changed_campaigns bigint,
+    OUT changed_hours bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_low      xid8;
+    v_high     xid8;
+    v_ids      bigint[];
+    v_from     timestamptz[];
+    v_resized  boolean[];
+    v_deleted  bigint;
+BEGIN
+    -- One rollup at a time: the state row is the lock.
+    SELECT s.processed_below INTO v_low
+    FROM engage.rollup_state AS s
+    FOR UPDATE;
+
+    -- Taken before the journal is read: every transaction below this xmin had
+    -- ended before that, so the read below sees all of its entries.  (Taken
+    -- after the read, it could pass a transaction committed in between.)
+    v_high := greatest(v_low, pg_snapshot_xmin(pg_current_snapshot()));
+
+    -- Consume what is visible; in-progress transactions' entries stay.
+    WITH taken AS (
+        DELETE FROM engage.rollup_journal AS j
+        WHERE j.xid >= v_low
+        RETURNING j.campaign_id, j.hour, j.d_opens, j.d_clicks, j.d_conversions
+    ), live AS (
+        SELECT t.* FROM taken AS t
+        WHERE EXISTS (SELECT FROM engage.campaigns AS c WHERE c.campaign_id = t.campaign_id)
+    ), delta AS (
+        SELECT l.campaign_id, l.hour,
+               sum(l.d_opens) AS o, sum(l.d_clicks) AS c, sum(l.d_conversions) AS v
+        FROM live AS l
+        WHERE l.hour IS NOT NULL
+        GROUP BY l.campaign_id, l.hour
+        HAVING sum(l.d_opens) <> 0 OR sum(l.d_clicks) <> 0 OR sum(l.d_conversions) <> 0
+    ), upsert AS (
+        INSERT INTO engage.campaign_rates_hourly AS h
+            (campaign_id, hour, new_opens, new_clicks, new_conversions)
+        SELECT d.campaign_id, d.hour, d.o, d.c, d.v FROM delta AS d
+        ON CONFLICT (campaign_id, hour) DO UPDATE SET
+            new_opens       = h.new_opens + EXCLUDED.new_opens,
+            new_clicks      = h.new_clicks + EXCLUDED.new_clicks,
+            new_conversions = h.new_conversions + EXCLUDED.new_conversions
+    ), affected AS (
+        -- Per campaign: the earliest hour whose cumulative values changed, and
+        -- whether its membership (the rates' denominator) may have changed.
+        SELECT a.campaign_id, min(a.from_hour) AS from_hour, bool_or(a.resized) AS resized
+        FROM (SELECT d.campaign_id, d.hour AS from_hour, false AS resized FROM delta AS d
+              UNION ALL
+              SELECT l.campaign_id, '-infinity', true FROM live AS l WHERE l.hour IS NULL) AS a
+        GROUP BY a.campaign_id
+    )
+    SELECT (SELECT count(*) FROM taken),
+           array_agg(af.campaign_id), array_agg(af.from_hour), array_agg(af.resized)
+    INTO processed_entries, v_ids, v_from, v_resized
+    FROM affected AS af;
+
+    changed_campaigns := coalesce(cardinality(v_ids), 0);
+    changed_hours := 0;
+
+    IF changed_campaigns > 0 THEN
+        -- Count the audience of campaigns whose membership changed (or that
+        -- have no size yet); the rates of all their hours follow.
+        INSERT INTO engage.rollup_audience_sizes AS s (campaign_id, audience_size)
+        SELECT a.campaign_id,
+               (SELECT count(*) FROM engage.campaign_audience AS ca
+                WHERE ca.campaign_id = a.campaign_id)
+        FROM unnest(v_ids, v_resized) AS a(campaign_id, resized)
+        WHERE a.resized
+           OR NOT EXISTS (SELECT FROM engage.rollup_audience_sizes AS x
+                          WHERE x.campaign_id = a.campaign_id)
+        ON CONFLICT (campaign_id) DO UPDATE SET audience_size = EXCLUDED.audience_size
+        WHERE s.audience_size IS DISTINCT FROM EXCLUDED.audience_size;
+
+        -- Hours left with no activity are dropped.
+        DELETE FROM engage.campaign_rates_hourly AS h
+        USING unnest(v_ids, v_from) AS a(campaign_id, from_hour)
+        WHERE h.campaign_id = a.campaign_id
+          AND h.hour >= a.from_hour
+          AND h.new_opens = 0 AND h.new_clicks = 0 AND h.new_conversions = 0;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+
+        -- Cumulative counts from the first changed hour on, continuing from
+        -- the hour before it.
+        WITH a AS (
+            SELECT u.campaign_id, u.from_hour, s.audience_size,
+                   coalesce(b.cum_opens, 0) AS o,
+                   coalesce(b.cum_clicks, 0) AS c,
+                   coalesce(b.cum_conversions, 0) AS v
+            FROM unnest(v_ids, v_from) AS u(campaign_id, from_hour)
+            JOIN engage.rollup_audience_sizes AS s ON s.campaign_id = u.campaign_id
+            LEFT JOIN LATERAL (
+                SELECT p.cum_opens, p.cum_clicks, p.cum_conversions
+                FROM engage.campaign_rates_hourly AS p
+                WHERE p.campaign_id = u.campaign_id AND p.hour < u.from_hour
+                ORDER BY p.hour DESC
+                LIMIT 1) AS b ON true
+        ), calc AS (
+            SELECT h.campaign_id, h.hour, a.audience_size,
+                   a.o + sum(h.new_opens) OVER w AS cum_opens,
+                   a.c + sum(h.new_clicks) OVER w AS cum_clicks,
+                   a.v + sum(h.new_conversions) OVER w AS cum_conversions
+            FROM a
+            JOIN engage.campaign_rates_hourly AS h
+              ON h.campaign_id = a.campaign_id AND h.hour >= a.from_hour
+            WINDOW w AS (PARTITION BY h.campaign_id ORDER BY h.hour
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        )
+        UPDATE engage.campaign_rates_hourly AS h SET
+            cum_opens       = calc.cum_opens,
+            cum_clicks      = calc.cum_clicks,
+            cum_conversions = calc.cum_conversions,
+            audience_size   = calc.audience_size
+        FROM calc
+        WHERE h.campaign_id = calc.campaign_id AND h.hour = calc.hour
+          AND (h.cum_opens, h.cum_clicks, h.cum_conversions, h.audience_size)
+              IS DISTINCT FROM
+              (calc.cum_opens, calc.cum_clicks, calc.cum_conversions, calc.audience_size);
+        GET DIAGNOSTICS changed_hours = ROW_COUNT;
+        changed_hours := changed_hours + v_deleted;
+    END IF;
+
+    IF v_high > v_low THEN
+        UPDATE engage.rollup_state SET processed_below = v_high;
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION engage.rollup_rates() IS
+'Fold campaign activity committed since the last run into engage.campaign_rates_hourly (incremental, never misses late commits); returns journal entries processed, campaigns and hours changed';
+
+-- Register the hourly pg_cron job running engage.rollup_rates().
+CREATE FUNCTION engage.schedule_rollups(schedule text DEFAULT '0 * * * *')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job bigint;
+BEGIN
+    IF schedule IS NULL THEN
+        RAISE EXCEPTION 'schedule must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'The default, ''0 * * * *'', runs the rollup at the start of every hour.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database %', current_database()
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'engage.schedule_rollups() registers its job with pg_cron, which runs jobs of one database, the one named by cron.database_name.',
+                  HINT = 'Install the Debian package postgresql-15-cron, set shared_preload_libraries = ''pg_cron'' and '
+                      || format('cron.database_name = %L', current_database())
+                      || ' in postgresql.conf, restart PostgreSQL, run CREATE EXTENSION pg_cron, then call engage.schedule_rollups() again.'
+                      || ' Without pg_cron, run SELECT engage.rollup_rates() every hour from any other scheduler.';
+    END IF;
+    -- Named job: scheduling again updates it instead of adding a second one.
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+        INTO v_job
+        USING 'engage-rollup-rates', schedule, 'SELECT engage.rollup_rates()';
+    RETURN v_job;
+END
+$$;
+
+COMMENT ON FUNCTION engage.schedule_rollups(text) IS
+'Register (or update) the pg_cron job "engage-rollup-rates" running engage.rollup_rates() on the given schedule, hourly by default; explains the setup when pg_cron is missing';
+
+-- Remove the pg_cron job registered by engage.schedule_rollups().
+CREATE FUNCTION engage.unschedule_rollups()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT FROM cron.job WHERE jobname = $1 AND username = current_user)'
+        INTO v_found USING 'engage-rollup-rates';
+    IF v_found THEN
+        EXECUTE 'SELECT cron.unschedule($1)' USING 'engage-rollup-rates';
+    END IF;
+    RETURN v_found;
+END
+$$;
+
+COMMENT ON FUNCTION engage.unschedule_rollups() IS
+'Remove the pg_cron job of engage.schedule_rollups(); false when there was none';
