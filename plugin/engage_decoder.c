@@ -11,8 +11,6 @@
  */
 #include "engage_decoder.h"
 
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
 #include "replication/output_plugin.h"
 #include "utils/memutils.h"
 
@@ -195,56 +193,6 @@ engage_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(state->change_cxt);
 }
 
-/*
- * If message is a valid JSON object, returns what follows its opening brace
- * (whitespace skipped); otherwise NULL.
- */
-static const char *
-json_object_members(const char *message, Size size)
-{
-	char	   *copy = pnstrdup(message, size);
-	JsonLexContext *lex;
-	const char *p = copy;
-
-	if (!pg_verifymbstr(copy, size, true))
-		return NULL;
-	lex = makeJsonLexContextCstringLen(copy, size, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	if (*p != '{')
-		return NULL;
-	p++;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-/*
- * Writes the body of a message record: the members of the emitted JSON
- * object (topic, key, payload) spliced in, or "raw" when it is not one.
- */
-static void
-write_message_body(StringInfo out, const char *message, Size size)
-{
-	const char *members = json_object_members(message, size);
-
-	if (members == NULL)
-	{
-		appendBinaryStringInfo(out, ",\"raw\":", 7);
-		if (pg_verifymbstr(message, size, true))
-			engage_json_string(out, message, size);
-		else
-			appendBinaryStringInfo(out, "null", 4);
-		appendStringInfoCharMacro(out, '}');
-		return;
-	}
-	if (*members != '}')
-		appendStringInfoCharMacro(out, ',');
-	appendStringInfoString(out, members);
-}
-
 /* Writes a record for a logical message with the engage prefix. */
 static void
 engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -274,7 +222,7 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	engage_write_header(ctx->out, etxn, lsn, txn ? txn->xid : InvalidTransactionId, "message");
 	if (!transactional)
 		appendBinaryStringInfo(ctx->out, ",\"transactional\":false", 22);
-	write_message_body(ctx->out, message, size);
+	engage_write_message_body(ctx->out, message, size);
 	OutputPluginWrite(ctx, true);
 	etxn->events++;
 	MemoryContextSwitchTo(old);

@@ -8,6 +8,7 @@
  *	options.c			plugin options and the table filter
  *	relinfo.c			per-relation cache of columns, types and keys
  *	record.c			tuples, keys and record headers as JSON
+ *	message.c			the body of message records
  *	jsonvalue.c			one datum as a JSON value
  */
 #ifndef ENGAGE_DECODER_H
@@ -146,8 +147,12 @@ extern void engage_write_row(StringInfo out, const char *field,
 extern void engage_write_key(StringInfo out, EngageRel *erel, EngageRow *row);
 extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
 
+/* message.c */
+extern void engage_write_message_body(StringInfo out, const char *message, Size size);
+
 /* jsonvalue.c */
 extern void engage_json_string(StringInfo out, const char *s, int len);
+extern void engage_json_one_line(StringInfo out, const char *json, int len);
 extern void engage_json_value(StringInfo out, Datum value, EngageType *type);
 extern int	engage_json_timestamp(char *buf, int64 ts, bool utc);
 

@@ -5,6 +5,7 @@
 #include "engage_decoder.h"
 
 #include "common/base64.h"
+#include "common/shortest_dec.h"
 #include "datatype/timestamp.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -71,9 +72,39 @@ put_digits(char *buf, int n, int width)
 }
 
 /*
- * Writes a timestamp as a quoted ISO 8601 string into buf (MAXDATELEN + 3 bytes)
- * and returns its length: "2026-11-25T09:00:00.123456Z" for years 1 to 9999
- * (no Z when !utc), the XSD form otherwise, "infinity" or "-infinity".
+ * Writes an ISO 8601 year into buf: at least four digits, astronomical
+ * numbering (0000 is 1 BC, -0001 is 2 BC), a sign only before year zero.
+ */
+static char *
+put_year(char *buf, int year)
+{
+	int			width = 4;
+
+	if (year < 0)
+	{
+		*buf++ = '-';
+		year = -year;
+	}
+	for (int y = year / 10000; y > 0; y /= 10)
+		width++;
+	return put_digits(buf, year, width);
+}
+
+/* Writes the date part YYYY-MM-DD of tm into buf; returns the end. */
+static char *
+put_date(char *p, const struct pg_tm *tm)
+{
+	p = put_year(p, tm->tm_year);
+	*p++ = '-';
+	p = put_digits(p, tm->tm_mon, 2);
+	*p++ = '-';
+	return put_digits(p, tm->tm_mday, 2);
+}
+
+/*
+ * Writes a timestamp as a quoted ISO 8601 string into buf (MAXDATELEN + 3
+ * bytes) and returns its length: "2026-11-25T09:00:00.123456Z" (no Z when
+ * !utc), "infinity" or "-infinity".
  */
 int
 engage_json_timestamp(char *buf, int64 ts, bool utc)
@@ -88,20 +119,8 @@ engage_json_timestamp(char *buf, int64 ts, bool utc)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
-	if (tm.tm_year < 1 || tm.tm_year > 9999)
-	{
-		buf[0] = '"';
-		EncodeDateTime(&tm, fsec, utc, 0, NULL, USE_XSD_DATES, buf + 1);
-		p = buf + strlen(buf);
-		*p++ = '"';
-		return p - buf;
-	}
 	*p++ = '"';
-	p = put_digits(p, tm.tm_year, 4);
-	*p++ = '-';
-	p = put_digits(p, tm.tm_mon, 2);
-	*p++ = '-';
-	p = put_digits(p, tm.tm_mday, 2);
+	p = put_date(p, &tm);
 	*p++ = 'T';
 	p = put_digits(p, tm.tm_hour, 2);
 	*p++ = ':';
@@ -121,7 +140,8 @@ static void
 write_date(StringInfo out, DateADT date)
 {
 	struct pg_tm tm;
-	char		buf[MAXDATELEN + 3];
+	char		buf[32];
+	char	   *p = buf;
 
 	if (DATE_NOT_FINITE(date))
 	{
@@ -129,10 +149,10 @@ write_date(StringInfo out, DateADT date)
 		return;
 	}
 	j2date(date + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
-	EncodeDateOnly(&tm, USE_XSD_DATES, buf);
-	appendStringInfoCharMacro(out, '"');
-	appendStringInfoString(out, buf);
-	appendStringInfoCharMacro(out, '"');
+	*p++ = '"';
+	p = put_date(p, &tm);
+	*p++ = '"';
+	appendBinaryStringInfo(out, buf, p - buf);
 }
 
 /* Writes an interval as a quoted ISO 8601 duration. */
@@ -182,6 +202,41 @@ write_number_text(StringInfo out, const char *s)
 	appendStringInfoString(out, s);
 	if (special)
 		appendStringInfoCharMacro(out, '"');
+}
+
+/*
+ * Writes a float4 or float8 in its shortest exact form, whatever
+ * extra_float_digits says; NaN and the infinities as strings.
+ */
+static void
+write_float(StringInfo out, Datum value, Oid typid)
+{
+	double		d = typid == FLOAT4OID ? (double) DatumGetFloat4(value) : DatumGetFloat8(value);
+	char		buf[32];
+
+	if (isnan(d))
+		appendBinaryStringInfo(out, "\"NaN\"", 5);
+	else if (isinf(d))
+		appendStringInfoString(out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+	else if (typid == FLOAT4OID)
+		appendBinaryStringInfo(out, buf, float_to_shortest_decimal_bufn(DatumGetFloat4(value), buf));
+	else
+		appendBinaryStringInfo(out, buf, double_to_shortest_decimal_bufn(d, buf));
+}
+
+/*
+ * Appends JSON text on one line: a newline or carriage return in valid JSON
+ * can only be whitespace between tokens, so it becomes a space.
+ */
+void
+engage_json_one_line(StringInfo out, const char *json, int len)
+{
+	int			start = out->len;
+
+	appendBinaryStringInfo(out, json, len);
+	for (char *p = out->data + start; p < out->data + out->len; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
 }
 
 /* Writes the elements of dimension dim of an array, starting at *next. */
@@ -271,12 +326,18 @@ engage_json_value(StringInfo out, Datum value, EngageType *type)
 			appendStringInfoString(out, DatumGetBool(value) ? "true" : "false");
 			break;
 		case EV_FLOAT:
+			write_float(out, value, type->typid);
+			break;
 		case EV_NUMERIC:
 			write_number_text(out, OutputFunctionCall(&type->out, value));
 			break;
 		case EV_JSON:
-			appendStringInfoString(out, OutputFunctionCall(&type->out, value));
-			break;
+			{
+				char	   *s = OutputFunctionCall(&type->out, value);
+
+				engage_json_one_line(out, s, strlen(s));
+				break;
+			}
 		case EV_TEXT:
 			write_text(out, value);
 			break;

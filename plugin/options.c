@@ -92,22 +92,27 @@ static void
 parse_tables(EngageOptions *opts, DefElem *elem)
 {
 	char	   *value = option_string(elem);
-	char	   *copy;
 	char	   *entry;
-	char	   *save;
 
 	if (value == NULL || trim(pstrdup(value))[0] == '\0')
 		bad_option_value("tables", value, "Name at least one table, schema.* or *.");
 	opts->all_tables = false;
 	opts->tables = NIL;
-	copy = pstrdup(value);
-	for (entry = strtok_r(copy, ",", &save); entry; entry = strtok_r(NULL, ",", &save))
+	entry = pstrdup(value);
+	for (;;)
 	{
-		char	   *name = trim(entry);
+		char	   *comma = strchr(entry, ',');
+		char	   *name;
 
+		if (comma)
+			*comma = '\0';
+		name = trim(entry);
 		if (name[0] == '\0')
 			bad_option_value("tables", value, "Remove the empty entry from the list.");
 		parse_table_entry(opts, name, value);
+		if (comma == NULL)
+			break;
+		entry = comma + 1;
 	}
 }
 

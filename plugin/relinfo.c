@@ -171,7 +171,7 @@ build_columns(EngageRel *erel, TupleDesc desc)
 		EngageColumn *col = &erel->cols[erel->ncols];
 		StringInfoData buf;
 
-		if (att->attisdropped || att->attgenerated)
+		if (att->attisdropped)
 			continue;
 		initStringInfo(&buf);
 		engage_json_string(&buf, NameStr(att->attname), strlen(NameStr(att->attname)));

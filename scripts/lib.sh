@@ -44,7 +44,9 @@ as_pg() {
 
 # True when this server accepts output_plugin_libraries (15.19 and later).
 server_has_plugin_list() {
-    "$PGBIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'
+    local config
+    config=$("$PGBIN/postgres" --describe-config 2>/dev/null) || return 1
+    grep -q '^output_plugin_libraries' <<<"$config"
 }
 
 # Create a throwaway cluster in DIR listening on PORT (loopback and a socket in DIR).

@@ -98,7 +98,7 @@ CREATE INDEX campaigns_audience_idx ON engage.campaigns (audience_id);
 CREATE TABLE engage.campaign_audience (
     campaign_id  bigint NOT NULL REFERENCES engage.campaigns ON DELETE CASCADE,
     member_id    bigint NOT NULL REFERENCES engage.members,
-    email        text NOT NULL CHECK (email = engage.normalize_email(email)),
+    email        text NOT NULL CHECK (email IS NOT DISTINCT FROM engage.normalize_email(email)),
     opened       boolean NOT NULL DEFAULT false,
     clicked      boolean NOT NULL DEFAULT false,
     converted    boolean NOT NULL DEFAULT false,
