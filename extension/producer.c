@@ -12,6 +12,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 
 /* An event Kafka refused for good, waiting to go to the dead-letter topic. */
 typedef struct DeadLetter
@@ -308,6 +310,14 @@ produce(const char *topic, const void *key, size_t keylen, const void *payload,
 		/* Never drop: wait for deliveries to make room. */
 		rd_kafka_poll(producer, 50);
 		CHECK_FOR_INTERRUPTS();
+		if (!broker_up)
+			engage_status_set_state(SHIPPER_WAITING_FOR_BROKER);
+		if (ShutdownRequestPending)
+		{
+			/* Nothing queued was confirmed: the next start sends it again. */
+			ereport(LOG, (errmsg("pg_engage shipper: stopping with a full queue; unconfirmed events will be sent again")));
+			proc_exit(0);
+		}
 	}
 }
 
