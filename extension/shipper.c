@@ -400,6 +400,28 @@ wait_before_retry(int *backoff_ms)
 	*backoff_ms = Min(*backoff_ms * 2, 30000);
 }
 
+/*
+ * After a refused event under the stop policy: hold the position until the
+ * configuration is reloaded (the operator fixed the cause or changed the
+ * policy), instead of sending the same events again and again.
+ */
+static void
+wait_for_reload(void)
+{
+	ereport(LOG, (errmsg("pg_engage shipper: stopped; fix the cause, then reload the configuration to retry")));
+	while (!ConfigReloadPending && !ShutdownRequestPending)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
 /* Records an error that escaped a session in the status before exiting. */
 static void
 report_escaped_error(void)
@@ -434,7 +456,9 @@ ship(MemoryContext loop_cxt)
 		/* The launcher starts a new worker for another database. */
 		if (!engage_enabled || strcmp(connected_db, engage_database) != 0)
 			break;
-		if (end == END_RETRY || end == END_POISON)
+		if (end == END_POISON)
+			wait_for_reload();
+		else if (end == END_RETRY)
 			wait_before_retry(&backoff_ms);
 		else
 			backoff_ms = 1000;
