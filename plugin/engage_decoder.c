@@ -48,8 +48,9 @@ engage_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	EngageTxn  *etxn = MemoryContextAllocZero(ctx->context, sizeof(EngageTxn));
 
-	engage_lsn_chars(txn->final_lsn, etxn->commit_lsn);
-	etxn->ts[engage_json_timestamp(etxn->ts, txn->xact_time.commit_time, true)] = '\0';
+	etxn->commit_lsn_len = engage_lsn_chars(txn->final_lsn, etxn->commit_lsn);
+	etxn->ts_len = engage_json_timestamp(etxn->ts, txn->xact_time.commit_time, true);
+	etxn->ts[etxn->ts_len] = '\0';
 	txn->output_plugin_private = etxn;
 }
 
@@ -209,8 +210,9 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	else
 	{
 		/* Outside a transaction the message's own LSN names it. */
-		engage_lsn_chars(lsn, untied.commit_lsn);
+		untied.commit_lsn_len = engage_lsn_chars(lsn, untied.commit_lsn);
 		strcpy(untied.ts, "null");
+		untied.ts_len = 4;
 	}
 	etxn->position++;
 	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) != 0)

@@ -115,7 +115,9 @@ typedef struct EngageTxn
 	uint32		events;			/* records written */
 	bool		begun;			/* begin record written */
 	char		commit_lsn[20]; /* commit LSN as text */
+	int			commit_lsn_len;
 	char		ts[MAXDATELEN + 3]; /* commit time as a JSON string */
+	int			ts_len;
 } EngageTxn;
 
 /* One decoded tuple: its values and nulls by attribute number - 1. */

@@ -135,6 +135,27 @@ engage_json_timestamp(char *buf, int64 ts, bool utc)
 	return p - buf;
 }
 
+/*
+ * Writes a timestamp value.  Rows of one transaction often share a timestamp
+ * (now() defaults), so the last one formatted is kept.
+ */
+static void
+write_timestamp(StringInfo out, int64 ts, bool utc)
+{
+	static int64 last_ts = 0;
+	static bool last_utc = false;
+	static int	last_len = 0;
+	static char last_buf[MAXDATELEN + 3];
+
+	if (last_len == 0 || ts != last_ts || utc != last_utc)
+	{
+		last_len = engage_json_timestamp(last_buf, ts, utc);
+		last_ts = ts;
+		last_utc = utc;
+	}
+	appendBinaryStringInfo(out, last_buf, last_len);
+}
+
 /* Writes a date as a quoted ISO 8601 date. */
 static void
 write_date(StringInfo out, DateADT date)
@@ -315,8 +336,6 @@ write_int(StringInfo out, Datum value, Oid typid)
 void
 engage_json_value(StringInfo out, Datum value, EngageType *type)
 {
-	char		buf[MAXDATELEN + 3];
-
 	switch (type->kind)
 	{
 		case EV_INT:
@@ -343,9 +362,7 @@ engage_json_value(StringInfo out, Datum value, EngageType *type)
 			break;
 		case EV_TIMESTAMPTZ:
 		case EV_TIMESTAMP:
-			appendBinaryStringInfo(out, buf,
-								   engage_json_timestamp(buf, DatumGetTimestamp(value),
-														 type->kind == EV_TIMESTAMPTZ));
+			write_timestamp(out, DatumGetTimestamp(value), type->kind == EV_TIMESTAMPTZ);
 			break;
 		case EV_DATE:
 			write_date(out, DatumGetDateADT(value));

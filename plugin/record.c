@@ -41,8 +41,9 @@ engage_write_header(StringInfo out, EngageTxn *etxn, XLogRecPtr lsn,
 	char		buf[32];
 	int			len;
 
+	enlargeStringInfo(out, 512);
 	appendBinaryStringInfo(out, "{\"v\":1,\"id\":\"", 13);
-	appendStringInfoString(out, etxn->commit_lsn);
+	appendBinaryStringInfo(out, etxn->commit_lsn, etxn->commit_lsn_len);
 	appendStringInfoCharMacro(out, ':');
 	len = pg_ultoa_n(etxn->position, buf);
 	appendBinaryStringInfo(out, buf, len);
@@ -53,7 +54,7 @@ engage_write_header(StringInfo out, EngageTxn *etxn, XLogRecPtr lsn,
 	len = pg_ultoa_n(xid, buf);
 	appendBinaryStringInfo(out, buf, len);
 	appendBinaryStringInfo(out, ",\"ts\":", 6);
-	appendStringInfoString(out, etxn->ts);
+	appendBinaryStringInfo(out, etxn->ts, etxn->ts_len);
 	appendBinaryStringInfo(out, ",\"op\":\"", 7);
 	appendStringInfoString(out, op);
 	appendStringInfoCharMacro(out, '"');
