@@ -227,6 +227,8 @@ producer_start(char **errmsg)
 	set_required(conf, "enable.idempotence", "true");
 	set_required(conf, "log.queue", "true");
 	set_required(conf, "client.id", "pg_engage");
+	/* Bound the worker's memory: a full queue makes it wait, never drop. */
+	set_required(conf, "queue.buffering.max.kbytes", "65536");
 	if (!apply_properties(conf, engage_kafka_properties, errmsg))
 	{
 		rd_kafka_conf_destroy(conf);

@@ -98,26 +98,25 @@ BEGIN
         SELECT count(*), max(ins.email) INTO added, v_last FROM ins;
     END IF;
 
-    -- How far the walk went: up to the last key added when the limit stopped
-    -- it, otherwise through every valid row of the audience.
+    -- The skip counts cover the rows the walk went through.  A walk stopped by
+    -- the limit went through the valid rows up to the last key it added; the
+    -- invalid ones, which have no key, sit after all of them in the index.  A
+    -- walk not stopped went through the whole audience.
     IF v_need = 0 THEN
         v_walked := 0;
+        skipped_invalid := 0;
     ELSIF v_need IS NOT NULL AND added = v_need THEN
         SELECT count(*) INTO v_walked
         FROM engage.audience_members AS am
         WHERE am.audience_id = v_audience
           AND engage.normalize_email(am.email) IS NOT NULL
           AND engage.normalize_email(am.email) <= v_last;
-    END IF;
-
-    -- Rows without a valid email have no dedupe key: they sit together at the
-    -- end of the index and are counted there directly, whatever the limit.
-    SELECT count(*) INTO skipped_invalid
-    FROM engage.audience_members AS am
-    WHERE am.audience_id = v_audience
-      AND engage.normalize_email(am.email) IS NULL;
-
-    IF v_walked IS NULL THEN
+        skipped_invalid := 0;
+    ELSE
+        SELECT count(*) INTO skipped_invalid
+        FROM engage.audience_members AS am
+        WHERE am.audience_id = v_audience
+          AND engage.normalize_email(am.email) IS NULL;
         SELECT count(*) - skipped_invalid INTO v_walked
         FROM engage.audience_members AS am
         WHERE am.audience_id = v_audience;
