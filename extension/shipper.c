@@ -452,7 +452,7 @@ ship(MemoryContext loop_cxt)
 			continue;
 		}
 		end = session_run(loop_cxt);
-		session_end(end == END_SHUTDOWN);
+		session_end(end == END_SHUTDOWN || end == END_RELOAD);
 		/* The launcher starts a new worker for another database. */
 		if (!engage_enabled || strcmp(connected_db, engage_database) != 0)
 			break;
