@@ -14,6 +14,7 @@
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "utils/timestamp.h"
 
 /* An event Kafka refused for good, waiting to go to the dead-letter topic. */
 typedef struct DeadLetter
@@ -162,6 +163,28 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 /*
+ * Properties the shipper's guarantees rest on: ordered, idempotent delivery
+ * acknowledged by all in-sync replicas, to engage.brokers, with logs served
+ * from the worker's loop.  engage.kafka_properties may not override them.
+ */
+static const char *const reserved_properties[] = {
+	"bootstrap.servers", "metadata.broker.list", "enable.idempotence", "acks",
+	"request.required.acks", "max.in.flight.requests.per.connection", "max.in.flight",
+	"retries", "message.send.max.retries", "enable.gapless.guarantee",
+	"transactional.id", "log.queue", "queuing.strategy", NULL
+};
+
+/* Is name one of the reserved properties? */
+static bool
+is_reserved(const char *name)
+{
+	for (int i = 0; reserved_properties[i] != NULL; i++)
+		if (strcmp(name, reserved_properties[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
  * Applies "key=value;key=value" properties to conf; on error returns false
  * with a palloc'd message.
  */
@@ -186,6 +209,12 @@ apply_properties(rd_kafka_conf_t *conf, const char *props, char **errmsg)
 			return false;
 		}
 		*eq = '\0';
+		if (is_reserved(item))
+		{
+			*errmsg = psprintf("Kafka property \"%s\" is set by pg_engage and cannot be changed%s", item,
+							   strcmp(item, "bootstrap.servers") == 0 ? "; use engage.brokers" : "");
+			return false;
+		}
 		if (rd_kafka_conf_set(conf, item, eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 		{
 			*errmsg = pstrdup(errstr);
@@ -442,9 +471,28 @@ producer_take_counts(int64 *events, int64 *bytes)
 	acked_events = acked_bytes = 0;
 }
 
-/* Has the producer reached a broker recently? */
+/*
+ * Has the producer reached a broker?  Deliveries say so while events flow;
+ * when librdkafka reported every broker down, a short metadata request
+ * (at most every few seconds) tells when one answers again, idle or not.
+ */
 bool
 producer_broker_up(void)
 {
+	static TimestampTz last_probe = 0;
+	const struct rd_kafka_metadata *md;
+	TimestampTz now;
+
+	if (broker_up)
+		return true;
+	now = GetCurrentTimestamp();
+	if (!TimestampDifferenceExceeds(last_probe, now, 3000))
+		return false;
+	last_probe = now;
+	if (rd_kafka_metadata(producer, 0, NULL, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		rd_kafka_metadata_destroy(md);
+		broker_up = true;
+	}
 	return broker_up;
 }

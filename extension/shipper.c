@@ -274,11 +274,8 @@ publish_progress(void)
 
 	producer_take_counts(&events, &bytes);
 	engage_status_shipped(events, bytes, tracker_pending_events());
-	engage_status_broker(up || tracker_pending_events() == 0);
-	if (tracker_pending_events() > 0 && !up)
-		engage_status_set_state(SHIPPER_WAITING_FOR_BROKER);
-	else
-		engage_status_set_state(SHIPPER_RUNNING);
+	engage_status_broker(up);
+	engage_status_set_state(up ? SHIPPER_RUNNING : SHIPPER_WAITING_FOR_BROKER);
 }
 
 /* Decodes WAL up to the flushed position, at most a batch; returns records read. */

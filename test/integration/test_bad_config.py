@@ -1,0 +1,139 @@
+"""Bad configuration is visible in engage.shipper and the log, and never makes a crash loop."""
+import json
+import re
+import time
+
+import pytest
+
+from support import wait_until, worker_exits
+
+BAD_BROKER = "127.0.0.1:1"
+OBSERVE_S = 10
+
+
+def shows_broker_down(cluster):
+    """True when engage.shipper shows the broker unreachable."""
+    s = cluster.status()
+    return s["state"] == "waiting for broker" or s["broker_reachable"] is False
+
+
+def observe_stable(cluster, pid, seconds=OBSERVE_S, **expect):
+    """Polls for seconds: the shipper keeps pid (None: no shipper runs) and the expected status."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert cluster.shipper_pids() == ([pid] if pid else []), "the shipper was restarted"
+        s = cluster.status()
+        for name, value in expect.items():
+            assert s[name] == value, f"{name} is {s[name]!r}, not {value!r}: {s}"
+        time.sleep(0.5)
+
+
+def shipped_member(broker, prefix, name):
+    """True when an insert of a member called name is in Kafka."""
+    return any(e.record["op"] == "insert" and e.record["new"]["name"] == name
+               for e in broker.read_prefix(prefix))
+
+
+def test_wrong_broker_with_events_pending(cluster, broker, prefix):
+    """Wrong engage.brokers: 'waiting for broker', same pid, no worker exits; fixed: the event arrives."""
+    offset = cluster.log_size()
+    cluster.restart_session(running=False, brokers=BAD_BROKER)
+    pid = cluster.status()["pid"]
+    cluster.query("INSERT INTO engage.members (name) VALUES ('while the broker was wrong')")
+    wait_until(lambda: shows_broker_down(cluster), 30, "engage.shipper to show the broker down")
+    observe_stable(cluster, pid, state="waiting for broker", broker_reachable=False)
+    log = cluster.log_since(offset)
+    assert not worker_exits(log), worker_exits(log)
+    assert re.search(r"pg_engage: kafka: .*127\.0\.0\.1:1", log), "librdkafka's connect errors are not logged"
+    cluster.restart_session(brokers=broker.bootstrap)
+    cluster.wait_shipped()
+    assert shipped_member(broker, prefix, "while the broker was wrong")
+
+
+def test_wrong_broker_idle(cluster, broker, prefix):
+    """Wrong engage.brokers and nothing to send: engage.shipper still shows the broker unreachable."""
+    cluster.restart_session(running=False, brokers=BAD_BROKER)
+    try:
+        pid = cluster.status()["pid"]
+        wait_until(lambda: shows_broker_down(cluster), 20,
+                   f"engage.shipper to show {BAD_BROKER} unreachable (status: {cluster.status()})")
+        observe_stable(cluster, pid, seconds=3)
+    finally:
+        cluster.restart_session(brokers=broker.bootstrap)
+
+
+def conf_without_properties(cluster):
+    """Removes the engage.kafka_properties lines this module added to postgresql.conf."""
+    path = cluster.dir / "data/postgresql.conf"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(l for l in lines if not l.startswith("engage.kafka_properties")))
+
+
+def reload_file(cluster, line):
+    """Appends line to postgresql.conf and reloads; returns the log offset before the reload."""
+    cluster.append_conf(line)
+    offset = cluster.log_size()
+    cluster.query("SELECT pg_reload_conf()")
+    return offset
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("linger.ms=5;no.such.property=1", 'No such configuration property: "no.such.property"'),
+    ("linger.ms=often", 'Invalid value for configuration property'),
+    ("acks=0", 'Kafka property "acks" is set by pg_engage'),
+    ("enable.idempotence=false", 'Kafka property "enable.idempotence" is set by pg_engage'),
+], ids=["unknown-property", "bad-number", "conflicts-with-idempotence", "turns-off-idempotence"])
+def test_bad_kafka_properties_refused(cluster, broker, prefix, bad, message):
+    """A bad engage.kafka_properties in postgresql.conf: reload refused, logged; old value kept."""
+    good = "linger.ms=5"
+    try:
+        offset = reload_file(cluster, f"engage.kafka_properties = '{good}'")
+        wait_until(lambda: "pg_engage shipper: streaming slot" in cluster.log_since(offset), 30,
+                   "the shipper to take the good properties")
+        assert cluster.one("SHOW engage.kafka_properties") == good
+        pid = cluster.wait_running()["pid"]
+
+        offset = reload_file(cluster, f"engage.kafka_properties = '{bad}'")
+        wait_until(lambda: "received SIGHUP" in cluster.log_since(offset), 10, "the reload")
+        refused = f'invalid value for parameter "engage.kafka_properties": "{bad}"'
+        wait_until(lambda: refused in cluster.log_since(offset), 10, f"the log to say: {refused}")
+        assert message in cluster.log_since(offset)
+        assert cluster.one("SHOW engage.kafka_properties") == good
+
+        cluster.query("INSERT INTO engage.members (name) VALUES (%s)", (f"after {bad}",))
+        cluster.wait_shipped(timeout=30)
+        assert shipped_member(broker, prefix, f"after {bad}")
+        s = cluster.status()
+        assert (s["state"], s["pid"]) == ("running", pid), s
+        log = cluster.log_since(offset)
+        assert "pg_engage shipper: streaming slot" not in log, "the shipper restarted its session"
+        assert not worker_exits(log)
+    finally:
+        conf_without_properties(cluster)
+        cluster.query("SELECT pg_reload_conf()")
+        wait_until(lambda: cluster.one("SHOW engage.kafka_properties") == "", 10, "the properties reset")
+        cluster.wait_running()
+
+
+def test_missing_database(make_cluster, broker, request):
+    """engage.database missing: 'waiting for database' naming it, no worker; created: the shipper runs."""
+    c = make_cluster("missing_db", "engage.database = 'nosuchdb'", wait_slot=False, request=request)
+    wait_until(lambda: c.status()["state"] == "waiting for database", 30, "state 'waiting for database'")
+    assert "nosuchdb" in c.status()["last_error"]
+    observe_stable(c, None, state="waiting for database")
+    log = c.log()
+    assert log.count('database "nosuchdb" (engage.database) does not exist') == 1
+    assert not worker_exits(log), worker_exits(log)
+    assert not c.query("SELECT 1 FROM pg_replication_slots")
+
+    c.query("CREATE DATABASE nosuchdb")
+    c.query("CREATE EXTENSION pg_engage", dbname="nosuchdb")
+    s = c.wait_running(timeout=60)
+    assert c.one("SELECT datname FROM pg_stat_activity WHERE pid = %s", (s["pid"],)) == "nosuchdb"
+    wait_until(lambda: c.confirmed_flush(), 30, "the shipper's slot")
+    c.query("INSERT INTO engage.members (name) VALUES ('in nosuchdb')", dbname="nosuchdb")
+    c.wait_shipped()
+    names = [json.loads(e.value)["new"]["name"] for e in broker.read_prefix(c.prefix)
+             if e.topic == f"{c.prefix}.members"]
+    assert names == ["in nosuchdb"]
+    assert not worker_exits(c.log())

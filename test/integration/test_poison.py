@@ -1,0 +1,93 @@
+"""Events Kafka refuses for good: policy stop holds the position, policy dead_letter moves on."""
+import json
+import random
+import string
+import time
+
+from support import lsn_int, wait_until
+
+DEAD_LETTER_TOPIC = "engage.dead_letter"  # the default engage.dead_letter_topic
+
+
+def blob(n, seed):
+    """Incompressible text of n characters."""
+    rng = random.Random(seed)
+    return "".join(rng.choices(string.ascii_letters + string.digits, k=n))
+
+
+def member_names(broker, prefix):
+    """Names of the members inserted according to the prefix's topics."""
+    return {e.record["new"]["name"] for e in broker.read_prefix(prefix)
+            if e.topic == f"{prefix}.members" and e.record["op"] == "insert"}
+
+
+def emit_poison(cluster, payload):
+    """Emits payload to topic 'big', then inserts member 'after'; returns the LSN between them."""
+    with cluster.connect() as conn:
+        conn.execute("SELECT engage.emit('big', 'poison', %s)", (json.dumps(payload),))
+        between = lsn_int(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+        conn.execute("INSERT INTO engage.members (name) VALUES ('after')")
+    return between
+
+
+def assert_held(cluster, between, seconds=5):
+    """For seconds, the slot's confirmed position stays before the poison event's end."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        confirmed = cluster.confirmed_flush()
+        assert confirmed < between, f"confirmed {confirmed:X} passed the refused event (before {between:X})"
+        time.sleep(0.5)
+
+
+def test_refused_event_stop_then_dead_letter(cluster, broker, prefix):
+    """Broker refuses an event (topic max.message.bytes): stopped on error and held; dead_letter: goes on."""
+    big_topic = f"{prefix}.big"
+    broker.create_topic(big_topic, 1, {"max.message.bytes": "2000"})
+    cluster.query("INSERT INTO engage.members (name) VALUES ('before')")
+    cluster.wait_shipped()
+    offset = cluster.log_size()
+    payload = {"blob": blob(8000, prefix)}
+    between = emit_poison(cluster, payload)
+
+    wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
+    error = cluster.status()["last_error"]
+    assert big_topic in error and "too large" in error.lower(), error
+    assert f'pg_engage shipper: Kafka refused an event for topic "{big_topic}"' in cluster.log_since(offset)
+    pid = cluster.status()["pid"]
+    assert_held(cluster, between)
+    s = cluster.status()
+    assert (s["state"], s["pid"]) == ("stopped on error", pid), s
+    assert broker.read([big_topic]) == []
+
+    cluster.reload(poison_policy="dead_letter")
+    try:
+        wait_until(lambda: cluster.confirmed_flush() > between, 60, "the stream to go on past the event")
+        cluster.wait_shipped(timeout=60)
+        assert cluster.status()["state"] == "running"
+        letters = [e for e in broker.read([DEAD_LETTER_TOPIC]) if e.headers.get("engage.topic") == big_topic]
+        assert letters, "the refused event is not in the dead-letter topic"
+        assert len({e.id for e in letters}) == 1
+        rec = letters[0].record
+        assert (rec["op"], rec["topic"], rec["key"], rec["payload"]) == ("message", "big", "poison", payload)
+        assert letters[0].key == b"poison"
+        assert letters[0].headers["engage.id"] == rec["id"]
+        assert "too large" in letters[0].headers["engage.reason"].lower()
+        assert "after" in member_names(broker, prefix)
+        cluster.query("INSERT INTO engage.members (name) VALUES ('later')")
+        cluster.wait_shipped()
+        assert {"before", "after", "later"} <= member_names(broker, prefix)
+        assert broker.read([big_topic]) == []
+    finally:
+        cluster.reload(poison_policy=None)
+
+
+def test_event_over_client_limit_stops(cluster, broker, prefix):
+    """An event over librdkafka's message.max.bytes (1 MB): stopped on error, position held."""
+    cluster.wait_running()
+    cluster.query("INSERT INTO engage.members (name) VALUES ('before')")
+    cluster.wait_shipped()
+    between = emit_poison(cluster, {"blob": blob(1_100_000, "huge")})
+    wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
+    error = cluster.status()["last_error"]
+    assert f"{prefix}.big" in error and "too large" in error.lower(), error
+    assert_held(cluster, between)
