@@ -36,16 +36,23 @@ start_servers() {
     cluster_start "$WORK/pg"
     cluster_psql "$WORK/pg" "$PORT" postgres -c "CREATE DATABASE engage"
     sql -c "CREATE EXTENSION pg_engage"
+    # The shipper sends what commits after its slot exists: wait for it.
+    wait_until "the shipper to start" "SELECT state = 'running' FROM engage.shipper"
 }
 
-# Waits until the shipper runs and has confirmed everything written so far.
-wait_for_shipper() {
-    local deadline=$((SECONDS + 60))
-    until [ "$(sql -Atc "SELECT state = 'running' AND in_flight = 0 AND
-                confirmed_lsn >= pg_current_wal_flush_lsn() FROM engage.shipper")" = t ]; do
-        [ $SECONDS -lt $deadline ] || { sql -xc "TABLE engage.shipper"; die "shipper did not catch up"; }
+# Polls a boolean query until it is true, for up to 60 seconds.
+wait_until() {
+    local what=$1 query=$2 deadline=$((SECONDS + 60))
+    until [ "$(sql -Atc "$query")" = t ]; do
+        [ $SECONDS -lt $deadline ] || { sql -xc "TABLE engage.shipper"; die "timed out waiting for $what"; }
         sleep 0.2
     done
+}
+
+# Waits until the shipper has confirmed everything written so far.
+wait_for_shipper() {
+    wait_until "the shipper to catch up" "SELECT state = 'running' AND in_flight = 0 AND
+        confirmed_lsn >= pg_current_wal_flush_lsn() FROM engage.shipper"
 }
 
 # The example from the design notes.
