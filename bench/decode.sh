@@ -28,14 +28,14 @@ set -euo pipefail
 {
 # shellcheck source=SCRIPTDIR/../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=SCRIPTDIR/workload.sh
+source "$(dirname "${BASH_SOURCE[0]}")/workload.sh"
 
 ROWS=${BENCH_ROWS:-1000000}
 UPDATES=${BENCH_UPDATES:-200000}
 RUNS=${BENCH_RUNS:-5}
 PORT=${BENCH_PORT:-55490}
 MEMBERS=${BENCH_MEMBERS:-100000}
-INSERT_BATCH=1000
-UPDATE_BATCH=100
 CHANGES=$((ROWS + UPDATES))
 
 for v in ROWS UPDATES RUNS PORT MEMBERS; do
@@ -85,29 +85,9 @@ cluster_start "$DIR"
 cluster_psql "$DIR" "$PORT" postgres -c "CREATE DATABASE bench"
 
 # --- Parent rows, publication, timing function: all before the slots. ---------
-AUDIENCES=$(( (ROWS + MEMBERS - 1) / MEMBERS ))
-CAMPAIGNS=$(( (UPDATES + MEMBERS - 1) / MEMBERS ))
+workload_sizes "$ROWS" "$UPDATES" "$MEMBERS"
 say "setup: $MEMBERS members, $AUDIENCES audiences, $CAMPAIGNS campaigns x $MEMBERS audience rows"
-psql_bench <<SQL
-CREATE EXTENSION pg_engage;
-INSERT INTO engage.users (username, department) VALUES ('bench', 'marketing');
-INSERT INTO engage.templates (name, type) VALUES ('bench', 'newsletter');
-INSERT INTO engage.audiences (name, segment_types, location_type)
-SELECT 'audience ' || a, '{newsletter,eu}', 'country' FROM generate_series(1, $AUDIENCES) a;
-INSERT INTO engage.members (name, email, contact)
-SELECT 'Member ' || m, 'member' || m || '@example.com', '+1 555 ' || lpad(m::text, 7, '0')
-FROM generate_series(1, $MEMBERS) m;
-INSERT INTO engage.campaigns (template_id, user_id, audience_id, name)
-SELECT 1, 1, 1 + (c - 1) % $AUDIENCES, 'campaign ' || c FROM generate_series(1, $CAMPAIGNS) c;
-INSERT INTO engage.campaign_audience (campaign_id, member_id, email)
-SELECT c, m, 'member' || m || '@example.com'
-FROM generate_series(1, $CAMPAIGNS) c, generate_series(1, $MEMBERS) m;
--- The workload is exactly the row changes below: user triggers of the two
--- tables (the rollup journal) would add changes of their own.  Foreign keys
--- are still checked.
-ALTER TABLE engage.audience_members DISABLE TRIGGER USER;
-ALTER TABLE engage.campaign_audience DISABLE TRIGGER USER;
-VACUUM ANALYZE;
+{ workload_setup_sql; cat <<SQL; } | psql_bench
 
 CREATE PUBLICATION bench_pub FOR TABLES IN SCHEMA engage;
 
@@ -143,37 +123,7 @@ START_LSN=$(psql_bench -At -c "SELECT min(restart_lsn) FROM pg_replication_slots
 
 say "workload: $ROWS inserts ($INSERT_BATCH per transaction), $UPDATES updates ($UPDATE_BATCH per transaction)"
 load_start=$(date +%s)
-psql_bench <<SQL
-DO \$\$
-BEGIN
-    FOR b IN 0 .. ($ROWS - 1) / $INSERT_BATCH LOOP
-        INSERT INTO engage.audience_members (audience_id, member_id, email, contact)
-        SELECT 1 + k / $MEMBERS, 1 + k % $MEMBERS,
-               'member' || (1 + k % $MEMBERS) || '@example.com',
-               CASE WHEN k % 4 <> 3 THEN '+1 555 ' || lpad((1 + k % $MEMBERS)::text, 7, '0') END
-        FROM generate_series(b::bigint * $INSERT_BATCH,
-                             least($ROWS, (b + 1)::bigint * $INSERT_BATCH) - 1) k;
-        COMMIT;
-    END LOOP;
-END
-\$\$;
-DO \$\$
-DECLARE
-    ts timestamptz;
-BEGIN
-    FOR i IN 0 .. $UPDATES - 1 LOOP
-        ts := clock_timestamp();
-        UPDATE engage.campaign_audience
-           SET opened = true, opened_at = ts,
-               clicked = (i % 4 = 0), clicked_at = CASE WHEN i % 4 = 0 THEN ts END
-         WHERE campaign_id = 1 + i / $MEMBERS AND member_id = 1 + i % $MEMBERS;
-        IF (i + 1) % $UPDATE_BATCH = 0 THEN
-            COMMIT;
-        END IF;
-    END LOOP;
-END
-\$\$;
-SQL
+workload_changes_sql | psql_bench
 END_LSN=$(psql_bench -At -c "SELECT pg_current_wal_insert_lsn()")
 WAL_MB=$(psql_bench -At -c "SELECT round(pg_wal_lsn_diff('$END_LSN', '$START_LSN') / 1048576.0)")
 psql_bench -c "CHECKPOINT"
