@@ -2,7 +2,7 @@
 import os
 import signal
 
-from support import RB_MARK, Workload, check_stream, wait_until
+from support import RB_MARK, Workload, check_stream, wait_until, worker_exits
 
 STREAM_TABLES = ["engage.members", "engage.templates"]
 
@@ -68,3 +68,26 @@ def test_immediate_shutdown_three_times(cluster, broker, fresh_prefix):
     assert workload.errors >= 3
     result = check_after_crashes(cluster, broker, prefix, workload)
     print(f"immediate x3: {result['events']} events, {result['duplicates']} duplicates")
+
+
+def test_clean_shutdown_flushes_in_flight(cluster, broker, fresh_prefix):
+    """pg_ctl -m fast stop under load: the shipper flushes and confirms, so nothing is sent twice."""
+    prefix = fresh_prefix
+    workload = Workload(cluster, "fast", seed=3)
+    workload.start()
+    try:
+        for round_ in range(2):
+            wait_until(lambda: events_shipped(cluster, 200), 90, f"events to flow before stop {round_ + 1}")
+            offset = cluster.log_size()
+            cluster.stop("fast")
+            exits = [l for l in worker_exits(cluster.log_since(offset)) if "exit code 0" not in l]
+            assert not exits, f"a pg_engage worker failed during a clean shutdown: {exits}"
+            cluster.start()
+            cluster.wait_running(timeout=90)
+        commits = workload.commits
+        wait_until(lambda: workload.commits >= commits + 200 and events_shipped(cluster, 200), 90,
+                   "the workload and the stream to go on after the restarts")
+    finally:
+        workload.stop()
+    result = check_after_crashes(cluster, broker, prefix, workload)
+    assert result["duplicates"] == 0, f"a clean shutdown left {result['duplicates']} events to send again"
