@@ -2,7 +2,7 @@
 --
 -- Every change of campaign_audience that matters to the rates (a first touch
 -- appearing, moving or going away, a member joining or leaving) is written by
--- triggers into engage.rollup_journal.  engage.rollup_rates() consumes the
+-- triggers into engage_internal.rollup_journal.  engage.rollup_rates() consumes the
 -- journal: it deletes the entries its snapshot sees and folds them into
 -- engage.campaign_rates_hourly.  Entries of transactions still in progress are
 -- invisible to it, so they stay for the next run: a late commit is never lost,
@@ -12,10 +12,15 @@
 -- entry is known to be consumed, so a run costs what is new, not the history.
 -- User documentation: docs/campaign_api.md.
 
+-- Bookkeeping of the rollup lives outside the engage schema: the shipper
+-- captures engage.* by default, and these rows are not product data.
+CREATE SCHEMA engage_internal;
+COMMENT ON SCHEMA engage_internal IS 'pg_engage bookkeeping (rollup journal and state); not shipped';
+
 -- Rate changes not yet rolled up: a work queue written by triggers.
 -- No primary key: entries are only ever read by the xid range and deleted in
 -- bulk, and an identity plus its index would cost every engagement event.
-CREATE TABLE engage.rollup_journal (
+CREATE TABLE engage_internal.rollup_journal (
     xid           xid8   NOT NULL DEFAULT pg_current_xact_id(),
     campaign_id   bigint NOT NULL,
     hour          timestamptz,            -- NULL: membership changed
@@ -24,29 +29,29 @@ CREATE TABLE engage.rollup_journal (
     d_conversions bigint NOT NULL DEFAULT 0
 );
 
-CREATE INDEX rollup_journal_xid_idx ON engage.rollup_journal (xid);
+CREATE INDEX rollup_journal_xid_idx ON engage_internal.rollup_journal (xid);
 
-COMMENT ON TABLE engage.rollup_journal IS
+COMMENT ON TABLE engage_internal.rollup_journal IS
 'Changes of first touches (hour, deltas) and of membership (hour NULL) per campaign, consumed by engage.rollup_rates()';
 
 -- The rollup's own state: a single row.
-CREATE TABLE engage.rollup_state (
+CREATE TABLE engage_internal.rollup_state (
     singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     processed_below xid8 NOT NULL DEFAULT '0'
 );
 
-INSERT INTO engage.rollup_state DEFAULT VALUES;
+INSERT INTO engage_internal.rollup_state DEFAULT VALUES;
 
-COMMENT ON TABLE engage.rollup_state IS
+COMMENT ON TABLE engage_internal.rollup_state IS
 'State of engage.rollup_rates(): every journal entry of a transaction below processed_below has been consumed';
 
 -- Audience size per campaign as of the last rollup: the rates' denominator.
-CREATE TABLE engage.rollup_audience_sizes (
+CREATE TABLE engage_internal.rollup_audience_sizes (
     campaign_id   bigint PRIMARY KEY REFERENCES engage.campaigns ON DELETE CASCADE,
     audience_size bigint NOT NULL
 );
 
-COMMENT ON TABLE engage.rollup_audience_sizes IS
+COMMENT ON TABLE engage_internal.rollup_audience_sizes IS
 'Campaign audience sizes as counted by the last engage.rollup_rates() that saw a membership change';
 
 -- Per campaign and UTC hour: new first touches and cumulative counts and rates.
@@ -92,7 +97,7 @@ BEGIN
        AND (NEW.converted_at IS NULL
             OR pg_catalog.date_trunc('hour', NEW.converted_at, 'UTC') = v_hour)
     THEN
-        INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
         VALUES (NEW.campaign_id, v_hour, 1,
                 (NEW.clicked_at IS NOT NULL)::integer, (NEW.converted_at IS NOT NULL)::integer);
         RETURN NULL;
@@ -100,7 +105,7 @@ BEGIN
 
     -- In general: -1 in the old hour of each touch, +1 in the new one; a touch
     -- that stays in its hour nets to nothing and writes nothing.
-    INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+    INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
     SELECT t.campaign_id, t.hour, pg_catalog.sum(t.o), pg_catalog.sum(t.c), pg_catalog.sum(t.v)
     FROM (VALUES
         (OLD.campaign_id, pg_catalog.date_trunc('hour', OLD.opened_at, 'UTC'),    -1,  0,  0),
@@ -116,7 +121,7 @@ BEGIN
 
     IF OLD.campaign_id IS DISTINCT FROM NEW.campaign_id THEN
         -- A row moved between campaigns: both memberships changed.
-        INSERT INTO engage.rollup_journal (campaign_id)
+        INSERT INTO engage_internal.rollup_journal (campaign_id)
         VALUES (OLD.campaign_id), (NEW.campaign_id);
     END IF;
     RETURN NULL;
@@ -134,7 +139,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
         SELECT r.campaign_id, NULL, 0, 0, 0 FROM new_rows AS r GROUP BY r.campaign_id
         UNION ALL
         SELECT r.campaign_id, t.hour, sum(t.o), sum(t.c), sum(t.v)
@@ -146,7 +151,7 @@ BEGIN
         WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
         GROUP BY r.campaign_id, t.hour;
     ELSE
-        INSERT INTO engage.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
         SELECT r.campaign_id, NULL, 0, 0, 0 FROM old_rows AS r GROUP BY r.campaign_id
         UNION ALL
         SELECT r.campaign_id, t.hour, -sum(t.o), -sum(t.c), -sum(t.v)
@@ -238,8 +243,11 @@ SET search_path = pg_catalog, pg_temp
 -- Every statement here reads what changed through an index.  A sequential
 -- scan of the journal, which the planner may prefer when most live entries are
 -- new, would also read the space of entries consumed before (dead until
--- vacuumed): its cost would grow with history.
+-- vacuumed): its cost would grow with history.  The penalty that setting puts
+-- on plans would also trigger JIT compilation, which costs more than these
+-- statements.
 SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
     v_low      xid8;
@@ -252,8 +260,8 @@ DECLARE
 BEGIN
     -- One rollup at a time.  An advisory lock (keyed on the journal's oid)
     -- rather than a row lock: a rollup with nothing to do writes nothing.
-    PERFORM pg_advisory_xact_lock('engage.rollup_journal'::regclass::oid::bigint);
-    SELECT s.processed_below INTO v_low FROM engage.rollup_state AS s;
+    PERFORM pg_advisory_xact_lock('engage_internal.rollup_journal'::regclass::oid::bigint);
+    SELECT s.processed_below INTO v_low FROM engage_internal.rollup_state AS s;
 
     -- Taken before the journal is read: every transaction below this xmin had
     -- ended before that, so the read below sees all of its entries.  (Taken
@@ -265,7 +273,7 @@ BEGIN
     -- generic plan could prefer reading the whole journal).
     EXECUTE $sql$
         WITH taken AS (
-            DELETE FROM engage.rollup_journal AS j
+            DELETE FROM engage_internal.rollup_journal AS j
             WHERE j.xid >= $1
             RETURNING j.campaign_id, j.hour, j.d_opens, j.d_clicks, j.d_conversions
         ), live AS (
@@ -308,13 +316,13 @@ BEGIN
     IF changed_campaigns > 0 THEN
         -- Count the audience of campaigns whose membership changed (or that
         -- have no size yet); the rates of all their hours follow.
-        INSERT INTO engage.rollup_audience_sizes AS s (campaign_id, audience_size)
+        INSERT INTO engage_internal.rollup_audience_sizes AS s (campaign_id, audience_size)
         SELECT a.campaign_id,
                (SELECT count(*) FROM engage.campaign_audience AS ca
                 WHERE ca.campaign_id = a.campaign_id)
         FROM unnest(v_ids, v_resized) AS a(campaign_id, resized)
         WHERE a.resized
-           OR NOT EXISTS (SELECT FROM engage.rollup_audience_sizes AS x
+           OR NOT EXISTS (SELECT FROM engage_internal.rollup_audience_sizes AS x
                           WHERE x.campaign_id = a.campaign_id)
         ON CONFLICT (campaign_id) DO UPDATE SET audience_size = EXCLUDED.audience_size
         WHERE s.audience_size IS DISTINCT FROM EXCLUDED.audience_size;
@@ -334,7 +342,7 @@ BEGIN
                    coalesce(b.cum_clicks, 0) AS c,
                    coalesce(b.cum_conversions, 0) AS v
             FROM unnest(v_ids, v_from) AS u(campaign_id, from_hour)
-            JOIN engage.rollup_audience_sizes AS s ON s.campaign_id = u.campaign_id
+            JOIN engage_internal.rollup_audience_sizes AS s ON s.campaign_id = u.campaign_id
             LEFT JOIN LATERAL (
                 SELECT p.cum_opens, p.cum_clicks, p.cum_conversions
                 FROM engage.campaign_rates_hourly AS p
@@ -374,7 +382,7 @@ BEGIN
     -- Only a rollup that consumed something moves the mark, so that one
     -- with nothing to do writes nothing at all.
     IF processed_entries > 0 AND v_high > v_low THEN
-        UPDATE engage.rollup_state SET processed_below = v_high;
+        UPDATE engage_internal.rollup_state SET processed_below = v_high;
     END IF;
 END
 $$;
@@ -439,3 +447,9 @@ $$;
 
 COMMENT ON FUNCTION engage.unschedule_rollups() IS
 'Remove the pg_cron job of engage.schedule_rollups(); false when there was none';
+
+-- pg_dump dumps the rollup's data with the rest.
+SELECT pg_catalog.pg_extension_config_dump('engage.campaign_rates_hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('engage_internal.rollup_journal', '');
+SELECT pg_catalog.pg_extension_config_dump('engage_internal.rollup_state', '');
+SELECT pg_catalog.pg_extension_config_dump('engage_internal.rollup_audience_sizes', '');
