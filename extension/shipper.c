@@ -206,7 +206,9 @@ session_start(void)
 	char	   *error = NULL;
 	List	   *options;
 
-	session_settings = settings_fingerprint();
+	if (session_settings)
+		pfree(session_settings);
+	session_settings = MemoryContextStrdup(TopMemoryContext, settings_fingerprint());
 	if (!producer_start(&error))
 	{
 		report(SHIPPER_STOPPED_ON_ERROR, psprintf("invalid Kafka configuration: %s", error));
@@ -316,9 +318,9 @@ reload_changed_settings(void)
 	return strcmp(settings_fingerprint(), session_settings) != 0;
 }
 
-/* The main loop of a session; returns why it ended. */
+/* The main loop of a session, in loop_cxt reset every turn; returns why it ended. */
 static SessionEnd
-session_run(MemoryContext loop_cxt)
+session_loop(MemoryContext loop_cxt)
 {
 	char		error[512];
 
@@ -327,7 +329,9 @@ session_run(MemoryContext loop_cxt)
 		int			n;
 		EngageFailure failure;
 
+		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
 		if (ShutdownRequestPending)
 			return END_SHUTDOWN;
 		if (reload_changed_settings())
@@ -357,6 +361,19 @@ session_run(MemoryContext loop_cxt)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * Runs a session's loop.  The decoding context lives in TopMemoryContext,
+ * never under loop_cxt, which each turn resets.
+ */
+static SessionEnd
+session_run(MemoryContext loop_cxt)
+{
+	SessionEnd	end = session_loop(loop_cxt);
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	return end;
 }
 
 /*
@@ -478,6 +495,7 @@ engage_shipper_main(Datum arg)
 	CurrentResourceOwner = shipper_owner;
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage shipper loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(TopMemoryContext);
 	engage_status_set_pid(MyProcPid);
 	engage_status_set_state(SHIPPER_STARTING);
 	PG_TRY();
