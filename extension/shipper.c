@@ -288,6 +288,8 @@ decode_batch(void)
 	XLogRecPtr	flush = GetFlushRecPtr(NULL);
 	int			n = 0;
 	char		errbuf[8];
+	/* The reader allocates its buffers on first use: they must outlive the turn. */
+	MemoryContext turn_cxt = MemoryContextSwitchTo(ctx->context);
 
 	while (ctx->reader->EndRecPtr < flush && n < RECORDS_PER_BATCH &&
 		   producer_failure(errbuf, sizeof(errbuf)) == FAILURE_NONE &&
@@ -304,6 +306,7 @@ decode_batch(void)
 		CHECK_FOR_INTERRUPTS();
 	}
 	CurrentResourceOwner = shipper_owner;
+	MemoryContextSwitchTo(turn_cxt);
 	return n;
 }
 

@@ -49,15 +49,18 @@ def test_sigkill_shipper_mid_stream(cluster, broker, fresh_prefix):
     print(f"sigkill: {result['events']} events, {result['duplicates']} duplicates")
 
 
-def test_immediate_shutdown_three_times(cluster, broker, fresh_prefix):
-    """pg_ctl -m immediate stop/start three times under load: nothing lost, duplicates exact."""
-    prefix = fresh_prefix
-    workload = Workload(cluster, "imm", seed=2)
+def restarts_under_load(cluster, workload, mode, rounds):
+    """Stops (pg_ctl -m mode) and starts the server rounds times while workload writes.
+
+    Returns the pg_engage worker exits other than clean ones seen in the log."""
+    failed_exits = []
     workload.start()
     try:
-        for round_ in range(3):
+        for round_ in range(rounds):
             wait_until(lambda: events_shipped(cluster, 200), 90, f"events to flow before stop {round_ + 1}")
-            cluster.stop("immediate")
+            offset = cluster.log_size()
+            cluster.stop(mode)
+            failed_exits += [l for l in worker_exits(cluster.log_since(offset)) if "exit code 0" not in l]
             cluster.start()
             cluster.wait_running(timeout=90)
         commits = workload.commits
@@ -65,29 +68,22 @@ def test_immediate_shutdown_three_times(cluster, broker, fresh_prefix):
                    "the workload and the stream to go on after the restarts")
     finally:
         workload.stop()
+    return failed_exits
+
+
+def test_immediate_shutdown_three_times(cluster, broker, fresh_prefix):
+    """pg_ctl -m immediate stop/start three times under load: nothing lost, duplicates exact."""
+    workload = Workload(cluster, "imm", seed=2)
+    restarts_under_load(cluster, workload, "immediate", 3)
     assert workload.errors >= 3
-    result = check_after_crashes(cluster, broker, prefix, workload)
+    result = check_after_crashes(cluster, broker, fresh_prefix, workload)
     print(f"immediate x3: {result['events']} events, {result['duplicates']} duplicates")
 
 
 def test_clean_shutdown_flushes_in_flight(cluster, broker, fresh_prefix):
     """pg_ctl -m fast stop under load: the shipper flushes and confirms, so nothing is sent twice."""
-    prefix = fresh_prefix
     workload = Workload(cluster, "fast", seed=3)
-    workload.start()
-    try:
-        for round_ in range(2):
-            wait_until(lambda: events_shipped(cluster, 200), 90, f"events to flow before stop {round_ + 1}")
-            offset = cluster.log_size()
-            cluster.stop("fast")
-            exits = [l for l in worker_exits(cluster.log_since(offset)) if "exit code 0" not in l]
-            assert not exits, f"a pg_engage worker failed during a clean shutdown: {exits}"
-            cluster.start()
-            cluster.wait_running(timeout=90)
-        commits = workload.commits
-        wait_until(lambda: workload.commits >= commits + 200 and events_shipped(cluster, 200), 90,
-                   "the workload and the stream to go on after the restarts")
-    finally:
-        workload.stop()
-    result = check_after_crashes(cluster, broker, prefix, workload)
+    failed_exits = restarts_under_load(cluster, workload, "fast", 2)
+    assert not failed_exits, f"a pg_engage worker failed during a clean shutdown: {failed_exits}"
+    result = check_after_crashes(cluster, broker, fresh_prefix, workload)
     assert result["duplicates"] == 0, f"a clean shutdown left {result['duplicates']} events to send again"
