@@ -367,7 +367,10 @@ static int read_assigned(const char **topics, int ntopics, const char *iso, int 
 /* 1: plain producer, delivery reports. */
 static int check_plain(const char *topic, int n)
 {
-    const char *kv[] = {"enable.idempotence", "false", "acks", "all", NULL};
+    /* One request in flight: without idempotence, a retried request would
+     * otherwise land after later ones and break the order checks 3 and 4. */
+    const char *kv[] = {"enable.idempotence", "false", "acks", "all",
+                        "max.in.flight.requests.per.connection", "1", NULL};
     return produce_checked(topic, "plain", n, kv);
 }
 

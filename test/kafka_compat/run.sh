@@ -7,7 +7,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KAFKA_SH="$HERE/../../scripts/kafka.sh"
-PORT="${COMPAT_PORT:-19092}"
+PORT="${COMPAT_PORT:-19292}"
 WORK=""
 
 # Stop the broker and remove the temp dir (kept, with logs shown, when compat failed).
