@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build compat, start a throw-away Kafka broker (scripts/kafka.sh) on a non-default port,
 # run compat against it and stop the broker on exit. Exits with compat's status.
-# Environment: COMPAT_PORT (default 19092), COMPAT_N (messages per check, default 1000),
+# Environment: COMPAT_PORT (default 19292), COMPAT_N (messages per check, default 1000),
 # KAFKA_VERSION / KAFKA_JARS (passed on to scripts/kafka.sh), KEEP_KAFKA_DIR=1 keeps the logs.
 set -euo pipefail
 
