@@ -147,7 +147,6 @@ extern const char *producer_no_topic(const char *record);
 extern void producer_poll(int timeout_ms);
 extern bool producer_flush(int timeout_ms);
 extern EngageFailure producer_failure(char *errbuf, int errlen);
-extern void producer_clear_failure(void);
 extern bool producer_broker_up(void);
 extern void producer_take_counts(int64 *events, int64 *bytes);
 

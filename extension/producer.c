@@ -523,13 +523,6 @@ producer_failure(char *errbuf, int errlen)
 	return failure;
 }
 
-/* Forgets the recorded failure. */
-void
-producer_clear_failure(void)
-{
-	failure = FAILURE_NONE;
-}
-
 /* Returns and resets the events and bytes acknowledged since the last call. */
 void
 producer_take_counts(int64 *events, int64 *bytes)
