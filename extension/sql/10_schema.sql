@@ -118,17 +118,3 @@ CREATE TABLE engage.campaign_audience (
 ) WITH (fillfactor = 85);     -- room for in-place (HOT) engagement updates
 
 CREATE INDEX campaign_audience_member_idx ON engage.campaign_audience (member_id);
-
--- pg_dump dumps the data of these tables (and their identity sequences).
-SELECT pg_catalog.pg_extension_config_dump('engage.users', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.templates', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.audiences', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.members', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.audience_members', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.campaigns', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.campaign_audience', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.users_user_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.templates_template_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.audiences_audience_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.members_member_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('engage.campaigns_campaign_id_seq', '');

@@ -447,9 +447,3 @@ $$;
 
 COMMENT ON FUNCTION engage.unschedule_rollups() IS
 'Remove the pg_cron job of engage.schedule_rollups(); false when there was none';
-
--- pg_dump dumps the rollup's data with the rest.
-SELECT pg_catalog.pg_extension_config_dump('engage.campaign_rates_hourly', '');
-SELECT pg_catalog.pg_extension_config_dump('engage_internal.rollup_journal', '');
-SELECT pg_catalog.pg_extension_config_dump('engage_internal.rollup_state', '');
-SELECT pg_catalog.pg_extension_config_dump('engage_internal.rollup_audience_sizes', '');

@@ -6,7 +6,7 @@
 -- Everything happens in one transaction that is rolled back.
 
 BEGIN;
-SELECT plan(202);
+SELECT plan(204);
 
 -- Tables and primary keys ---------------------------------------------------
 
@@ -277,6 +277,19 @@ SELECT lives_ok($$DELETE FROM engage.members WHERE member_id = 9001$$,
                 'members: a member outside campaign audiences can be deleted');
 SELECT is((SELECT count(*)::int FROM engage.audience_members WHERE member_id = 9001), 0,
           'deleting a member deletes its memberships (CASCADE)');
+
+-- pg_dump keeps the data of the extension's tables ------------------------------
+SELECT ok((SELECT count(*) FROM pg_extension, unnest(extconfig) WHERE extname = 'pg_engage') >= 16,
+          'at least the 11 tables and 5 identity sequences are marked for pg_dump');
+SELECT set_eq(
+    $$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'pg_engage'$$,
+    $$SELECT c.oid::regclass::text FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+      WHERE n.nspname IN ('engage', 'engage_internal')
+        AND (c.relkind = 'S'
+             OR c.relkind = 'r' AND EXISTS (SELECT FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
+                                            WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                              AND d.deptype = 'e' AND e.extname = 'pg_engage'))$$,
+    'every table and sequence of the extension is marked for pg_dump');
 
 SELECT * FROM finish();
 ROLLBACK;
