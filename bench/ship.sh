@@ -41,7 +41,9 @@
 # listens on it + 1000), BENCH_MEMBERS (100000), BENCH_LATENCY_RATE (500
 # transactions/s), BENCH_NO_BUILD=1 or NO_BUILD=1 (use the installed build),
 # BENCH_KEEP=1 or KEEP=1 (leave the cluster and the broker running),
-# PG_ENGAGE_VENV (Python environment, as scripts/test.sh).
+# PG_ENGAGE_VENV (Python environment, as scripts/test.sh),
+# BENCH_KAFKA_PROPERTIES (engage.kafka_properties of the shipper, default empty:
+# the shipper's defaults; e.g. 'compression.type=none' to compare with lz4).
 #
 # Exit status: 0 when every target is met, 3 when one is missed, 1 on error.
 set -euo pipefail
@@ -381,6 +383,7 @@ cluster_init "$DIR" "$PORT" \
     "engage.database = 'bench'" \
     "engage.brokers = '127.0.0.1:$KAFKA_PORT'" \
     "engage.enabled = off" \
+    "engage.kafka_properties = '${BENCH_KAFKA_PROPERTIES:-}'" \
     "max_replication_slots = 40" \
     "shared_buffers = 512MB" \
     "max_wal_size = 16GB" \
