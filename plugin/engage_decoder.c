@@ -8,6 +8,8 @@
  * transaction and the change's 1-based position in it, so decoding the same
  * WAL again gives the same ids.  Positions count every change of the
  * transaction, captured or not, so the table filter does not change ids.
+ * Next to each record's text the plugin sets the facts an in-process consumer
+ * routes on (engage_handoff.h).
  */
 #include "engage_decoder.h"
 
@@ -25,6 +27,8 @@ engage_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_in
 	MemoryContext old = MemoryContextSwitchTo(ctx->context);
 	EngageState *state = palloc0(sizeof(EngageState));
 
+	state->handoff.magic = ENGAGE_HANDOFF_MAGIC;
+	state->handoff.version = ENGAGE_HANDOFF_VERSION;
 	state->change_cxt = AllocSetContextCreate(ctx->context, "engage_decoder change",
 											  ALLOCSET_DEFAULT_SIZES);
 	engage_parse_options(ctx->output_plugin_options, &state->opts);
@@ -54,6 +58,21 @@ engage_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	txn->output_plugin_private = etxn;
 }
 
+/* Sets the facts of a begin or commit record. */
+static void
+boundary_facts(LogicalDecodingContext *ctx, EngageRecordKind kind, const char *op,
+			   XLogRecPtr end_lsn)
+{
+	EngageState *state = ctx->output_plugin_private;
+	EngageRecordFacts *facts = &state->handoff.facts;
+
+	memset(facts, 0, sizeof(*facts));
+	facts->kind = kind;
+	facts->op = op;
+	facts->transactional = true;
+	facts->end_lsn = end_lsn;
+}
+
 /* Writes the begin record before the transaction's first event, if asked. */
 static void
 write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn)
@@ -63,6 +82,7 @@ write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *
 	if (!state->opts.transactions || etxn->begun)
 		return;
 	etxn->begun = true;
+	boundary_facts(ctx, ENGAGE_RECORD_BEGIN, "begin", InvalidXLogRecPtr);
 	OutputPluginPrepareWrite(ctx, false);
 	appendStringInfo(ctx->out, "{\"v\":1,\"op\":\"begin\",\"xid\":%u,\"lsn\":\"%s\",\"ts\":%s}",
 					 txn->xid, etxn->commit_lsn, etxn->ts);
@@ -79,6 +99,7 @@ engage_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr com
 	if (etxn->begun)
 	{
 		engage_lsn_chars(txn->end_lsn, end_lsn);
+		boundary_facts(ctx, ENGAGE_RECORD_COMMIT, "commit", txn->end_lsn);
 		OutputPluginPrepareWrite(ctx, true);
 		appendStringInfo(ctx->out,
 						 "{\"v\":1,\"op\":\"commit\",\"xid\":%u,\"lsn\":\"%s\","
@@ -92,7 +113,8 @@ engage_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr com
 
 /* Writes the body of an insert, update or delete record after the header. */
 static void
-write_change_body(StringInfo out, EngageRel *erel, Relation rel, ReorderBufferChange *change)
+write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation rel,
+				  ReorderBufferChange *change)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		full = rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL;
@@ -101,21 +123,18 @@ write_change_body(StringInfo out, EngageRel *erel, Relation rel, ReorderBufferCh
 	EngageRow	newrow;
 	EngageRow	oldrow;
 
-	appendStringInfoString(out, erel->table);
-	if (erel->partition)
-		appendStringInfoString(out, erel->partition);
+	engage_write_rel(out, erel, &state->handoff.facts);
 	if (newtup)
 		engage_deform_row(&newrow, desc, newtup);
 	if (oldtup)
 		engage_deform_row(&oldrow, desc, oldtup);
-	engage_write_key(out, erel, newtup ? &newrow : oldtup ? &oldrow : NULL);
+	engage_write_key(state, out, erel, newtup ? &newrow : NULL, oldtup ? &oldrow : NULL);
 	if (newtup)
 		engage_write_row(out, "new", erel, &newrow, false);
 	if (oldtup)
 		engage_write_row(out, "old", erel, &oldrow, !full);
 	else if (change->action == REORDER_BUFFER_CHANGE_DELETE)
 		appendBinaryStringInfo(out, ",\"old\":null", 11);
-	appendStringInfoCharMacro(out, '}');
 }
 
 /* The op name of a row change. */
@@ -152,11 +171,9 @@ engage_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	old = MemoryContextSwitchTo(state->change_cxt);
 	write_begin_once(ctx, txn, etxn);
-	OutputPluginPrepareWrite(ctx, true);
-	engage_write_header(ctx->out, etxn, change->lsn, txn->xid, change_op(change));
-	write_change_body(ctx->out, erel, rel, change);
-	OutputPluginWrite(ctx, true);
-	etxn->events++;
+	engage_open_record(ctx, etxn, change->lsn, txn->xid, ENGAGE_RECORD_ROW, change_op(change));
+	write_change_body(state, ctx->out, erel, rel, change);
+	engage_close_record(ctx, etxn);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);
 }
@@ -179,16 +196,12 @@ engage_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		if (!erel->captured)
 			continue;
 		write_begin_once(ctx, txn, etxn);
-		OutputPluginPrepareWrite(ctx, true);
-		engage_write_header(ctx->out, etxn, change->lsn, txn->xid, "truncate");
-		appendStringInfoString(ctx->out, erel->table);
-		if (erel->partition)
-			appendStringInfoString(ctx->out, erel->partition);
-		appendStringInfo(ctx->out, ",\"cascade\":%s,\"restart_identity\":%s}",
+		engage_open_record(ctx, etxn, change->lsn, txn->xid, ENGAGE_RECORD_ROW, "truncate");
+		engage_write_rel(ctx->out, erel, &state->handoff.facts);
+		appendStringInfo(ctx->out, ",\"cascade\":%s,\"restart_identity\":%s",
 						 change->data.truncate.cascade ? "true" : "false",
 						 change->data.truncate.restart_seqs ? "true" : "false");
-		OutputPluginWrite(ctx, true);
-		etxn->events++;
+		engage_close_record(ctx, etxn);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);
@@ -220,13 +233,13 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	old = MemoryContextSwitchTo(state->change_cxt);
 	if (transactional)
 		write_begin_once(ctx, txn, etxn);
-	OutputPluginPrepareWrite(ctx, true);
-	engage_write_header(ctx->out, etxn, lsn, txn ? txn->xid : InvalidTransactionId, "message");
+	engage_open_record(ctx, etxn, lsn, txn ? txn->xid : InvalidTransactionId,
+					   ENGAGE_RECORD_MESSAGE, "message");
+	state->handoff.facts.transactional = transactional;
 	if (!transactional)
 		appendBinaryStringInfo(ctx->out, ",\"transactional\":false", 22);
-	engage_write_message_body(ctx->out, message, size);
-	OutputPluginWrite(ctx, true);
-	etxn->events++;
+	engage_write_message_body(state, ctx->out, message, size);
+	engage_close_record(ctx, etxn);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);
 }

@@ -5,16 +5,19 @@
  * The plugin writes one JSON event record per row change (format described
  * in README.md, "Event records").  Files:
  *	engage_decoder.c	entry point and decoding callbacks
- *	options.c			plugin options and the table filter
- *	relinfo.c			per-relation cache of columns, types and keys
- *	record.c			tuples, keys and record headers as JSON
+ *	options.c			plugin options
+ *	relinfo.c			per-relation cache of columns, types, keys and topic
+ *	record.c			a record's opening and closing, tuples and keys as JSON
  *	message.c			the body of message records
  *	jsonvalue.c			one datum as a JSON value
+ *	topicname.c, tablelist.c	rules shared with pg_engage (engage_handoff.h)
  */
 #ifndef ENGAGE_DECODER_H
 #define ENGAGE_DECODER_H
 
 #include "postgres.h"
+
+#include "engage_handoff.h"
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
@@ -27,9 +30,6 @@
 
 /* Version of the record format written in every record's "v" field. */
 #define ENGAGE_FORMAT_VERSION 1
-
-/* Prefix of the logical messages written by engage.emit(). */
-#define ENGAGE_MESSAGE_PREFIX "engage"
 
 /* How a value of one type is written as JSON. */
 typedef enum EngageValueKind
@@ -80,32 +80,33 @@ typedef struct EngageRel
 	MemoryContext cxt;			/* holds everything below */
 	char	   *table;			/* ,"table":"schema.name" (root of a partition) */
 	char	   *partition;		/* ,"partition":"schema.leaf" or NULL */
+	char	   *qualname;		/* schema.name of the root, as in the catalog */
+	char	   *topic;			/* its Kafka topic (option topic_prefix), or NULL */
+	const char *no_topic_reason;	/* why topic is NULL despite a prefix */
 	int			ncols;
 	EngageColumn *cols;
 	int			nkeys;			/* 0 when the table has no usable key */
 	int		   *keys;			/* indexes into cols */
 } EngageRel;
 
-/* One entry of the "tables" option: schema and table, or schema.* */
-typedef struct EngageTablePattern
-{
-	char	   *schema;
-	char	   *table;			/* NULL matches every table of the schema */
-} EngageTablePattern;
-
 /* Options given with the slot's get_changes call or replication command. */
 typedef struct EngageOptions
 {
-	bool		all_tables;		/* tables '*' */
-	List	   *tables;			/* of EngageTablePattern */
+	EngageTableList tables;		/* captured tables */
 	bool		transactions;	/* write begin and commit records */
+	char	   *topic_prefix;	/* hand over Kafka topics under it, or NULL */
 } EngageOptions;
 
 /* Plugin state of one decoding session. */
 typedef struct EngageState
 {
+	EngageHandoff handoff;		/* first: read by the pg_engage shipper */
 	MemoryContext change_cxt;	/* reset after every callback */
 	EngageOptions opts;
+	int			id_off;			/* where the record being written has its id */
+	int			lsn_off;		/* ... and its change LSN */
+	int			key_off;		/* ... and its key object, or -1 */
+	int			key_len;
 } EngageState;
 
 /* Per-transaction state, in txn->output_plugin_private. */
@@ -130,27 +131,28 @@ typedef struct EngageRow
 
 /* options.c */
 extern void engage_parse_options(List *defels, EngageOptions *opts);
-extern bool engage_table_captured(const EngageOptions *opts,
-								  const char *schema, const char *table);
 
 /* relinfo.c */
 extern void engage_relcache_init(void);
 extern void engage_relcache_reset(void);
 extern EngageRel *engage_rel_get(Relation rel, const EngageOptions *opts);
-extern void engage_type_init(EngageType *type, Oid typid, MemoryContext cxt);
 
 /* record.c */
-extern void engage_write_header(StringInfo out, EngageTxn *etxn,
-								XLogRecPtr lsn, TransactionId xid,
-								const char *op);
+extern void engage_open_record(LogicalDecodingContext *ctx, EngageTxn *etxn,
+							   XLogRecPtr lsn, TransactionId xid,
+							   EngageRecordKind kind, const char *op);
+extern void engage_close_record(LogicalDecodingContext *ctx, EngageTxn *etxn);
+extern void engage_write_rel(StringInfo out, EngageRel *erel, EngageRecordFacts *facts);
 extern void engage_deform_row(EngageRow *row, TupleDesc desc, HeapTuple tuple);
-extern void engage_write_row(StringInfo out, const char *field,
+extern int	engage_write_row(StringInfo out, const char *field,
 							 EngageRel *erel, EngageRow *row, bool keys_only);
-extern void engage_write_key(StringInfo out, EngageRel *erel, EngageRow *row);
+extern void engage_write_key(EngageState *state, StringInfo out, EngageRel *erel,
+							 EngageRow *newrow, EngageRow *oldrow);
 extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
 
 /* message.c */
-extern void engage_write_message_body(StringInfo out, const char *message, Size size);
+extern void engage_write_message_body(EngageState *state, StringInfo out,
+									  const char *message, Size size);
 
 /* jsonvalue.c */
 extern void engage_json_string(StringInfo out, const char *s, int len);

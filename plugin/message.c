@@ -2,11 +2,13 @@
  * message.c
  *		The body of a message record: what engage.emit() wrote.
  *
- * engage.emit() writes a JSON object with the members topic, key and payload;
- * they are spliced into the record.  Anything else written with the engage
- * prefix is kept whole, never spliced, so it cannot pose as the record's own
- * fields: another JSON object goes under "message", other text under "raw",
- * bytes that are not valid text in the database encoding under "raw_base64".
+ * engage.emit() writes a JSON object with the members topic (a string), key
+ * (a string or null) and payload; they are spliced into the record, and the
+ * topic and key are handed over for routing.  Anything else written with the
+ * engage prefix is kept whole, never spliced, so it cannot pose as the
+ * record's own fields: another JSON object goes under "message", other text
+ * under "raw", bytes that are not valid text in the database encoding under
+ * "raw_base64".  Such a record has no topic.
  */
 #include "engage_decoder.h"
 
@@ -18,46 +20,91 @@
 typedef struct MessageShape
 {
 	JsonLexContext *lex;
-	bool		foreign_member; /* a member other than topic, key, payload */
+	const char *member;			/* the top-level member being parsed */
+	bool		foreign;		/* not what engage.emit() writes */
+	char	   *topic;			/* the topic string, if any */
+	char	   *key;			/* the key string, if any */
 } MessageShape;
 
-/* Parser callback: notes top-level members engage.emit() does not write. */
+/* Parser callback: notes the top-level member that starts. */
 static void
 note_member(void *state, char *fname, bool isnull)
 {
 	MessageShape *shape = state;
 
-	if (shape->lex->lex_level == 1 && strcmp(fname, "topic") != 0 &&
-		strcmp(fname, "key") != 0 && strcmp(fname, "payload") != 0)
-		shape->foreign_member = true;
+	if (shape->lex->lex_level != 1)
+		return;
+	shape->member = NULL;
+	if (strcmp(fname, "topic") == 0 || strcmp(fname, "key") == 0)
+		shape->member = fname;
+	else if (strcmp(fname, "payload") != 0)
+		shape->foreign = true;
 }
 
-/*
- * Parses the message; returns false unless it is a valid JSON object, and
- * tells whether it has members engage.emit() does not write.
- */
-static bool
-parse_object(const char *message, Size size, bool *foreign_member)
+/* Parser callback: keeps the topic and key strings of the top level. */
+static void
+note_scalar(void *state, char *token, JsonTokenType type)
+{
+	MessageShape *shape = state;
+	bool		is_key;
+
+	if (shape->lex->lex_level != 1 || shape->member == NULL)
+		return;
+	is_key = strcmp(shape->member, "key") == 0;
+	if (type == JSON_TOKEN_STRING)
+	{
+		if (is_key)
+			shape->key = token;
+		else
+			shape->topic = token;
+	}
+	else if (!(is_key && type == JSON_TOKEN_NULL))
+		shape->foreign = true;
+	shape->member = NULL;
+}
+
+/* Parser callback: a topic or key that is an object or array is foreign. */
+static void
+note_nested(void *state)
+{
+	MessageShape *shape = state;
+
+	if (shape->lex->lex_level == 1 && shape->member != NULL)
+		shape->foreign = true;
+}
+
+/* What a message is. */
+typedef enum MessageKind
+{
+	MESSAGE_TEXT,				/* not a JSON object */
+	MESSAGE_OBJECT,				/* a JSON object engage.emit() did not write */
+	MESSAGE_EMITTED				/* string topic, string or null key, payload */
+} MessageKind;
+
+/* Parses the message (valid text) and tells what it is. */
+static MessageKind
+parse_message(const char *message, Size size, MessageShape *shape)
 {
 	char	   *copy = pnstrdup(message, size);
-	MessageShape shape = {0};
 	JsonSemAction sem = {0};
 	const char *p = copy;
 
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
 	if (*p != '{')
-		return false;
-	shape.lex = makeJsonLexContextCstringLen(copy, size, GetDatabaseEncoding(), true);
-	sem.semstate = &shape;
+		return MESSAGE_TEXT;
+	shape->lex = makeJsonLexContextCstringLen(copy, size, GetDatabaseEncoding(), true);
+	sem.semstate = shape;
 	sem.object_field_start = note_member;
-	if (pg_parse_json(shape.lex, &sem) != JSON_SUCCESS)
-		return false;
-	*foreign_member = shape.foreign_member;
-	return true;
+	sem.scalar = note_scalar;
+	sem.object_start = note_nested;
+	sem.array_start = note_nested;
+	if (pg_parse_json(shape->lex, &sem) != JSON_SUCCESS)
+		return MESSAGE_TEXT;
+	return !shape->foreign && shape->topic != NULL ? MESSAGE_EMITTED : MESSAGE_OBJECT;
 }
 
-/* Writes ,"raw":"<text>" or ,"raw_base64":"<bytes>" and closes the record. */
+/* Writes ,"raw":"<text>" or ,"raw_base64":"<bytes>". */
 static void
 write_raw(StringInfo out, const char *message, Size size)
 {
@@ -78,33 +125,72 @@ write_raw(StringInfo out, const char *message, Size size)
 		appendBinaryStringInfo(out, enc, written);
 		appendStringInfoCharMacro(out, '"');
 	}
-	appendStringInfoCharMacro(out, '}');
 }
 
-/* Writes the members of a message record after its header, and closes it. */
-void
-engage_write_message_body(StringInfo out, const char *message, Size size)
+/* Writes the object's members into the record: skips its braces. */
+static void
+splice_members(StringInfo out, const char *message, Size size)
 {
-	bool		foreign_member = false;
-	const char *members;
+	const char *members = (const char *) memchr(message, '{', size) + 1;
+	const char *end = message + size;
 
-	if (!pg_verifymbstr(message, size, true) || !parse_object(message, size, &foreign_member))
-	{
-		write_raw(out, message, size);
-		return;
-	}
-	if (foreign_member)
-	{
-		appendBinaryStringInfo(out, ",\"message\":", 11);
-		engage_json_one_line(out, message, size);
-		appendStringInfoCharMacro(out, '}');
-		return;
-	}
-	/* Splice: skip the opening brace; the closing one closes the record. */
-	members = (const char *) memchr(message, '{', size) + 1;
 	while (*members == ' ' || *members == '\t' || *members == '\n' || *members == '\r')
 		members++;
+	while (end > members && end[-1] != '}')
+		end--;
+	end--;						/* the closing brace */
 	if (*members != '}')
 		appendStringInfoCharMacro(out, ',');
-	engage_json_one_line(out, members, size - (members - message));
+	engage_json_one_line(out, members, end - members);
+}
+
+/* Hands over the topic and key of an emitted event. */
+static void
+hand_over(EngageState *state, MessageShape *shape)
+{
+	EngageRecordFacts *facts = &state->handoff.facts;
+	StringInfoData topic;
+
+	facts->no_topic_reason = NULL;
+	if (shape->key)
+	{
+		facts->key.data = shape->key;
+		facts->key.len = strlen(shape->key);
+	}
+	if (state->opts.topic_prefix == NULL)
+		return;
+	initStringInfo(&topic);
+	facts->no_topic_reason = engage_message_topic(&topic, state->opts.topic_prefix,
+												  shape->topic, strlen(shape->topic));
+	if (facts->no_topic_reason == NULL)
+	{
+		facts->topic.data = topic.data;
+		facts->topic.len = topic.len;
+	}
+}
+
+/* Writes the members of a message record after its header. */
+void
+engage_write_message_body(EngageState *state, StringInfo out, const char *message, Size size)
+{
+	MessageShape shape = {0};
+	MessageKind kind = MESSAGE_TEXT;
+
+	state->handoff.facts.no_topic_reason = "the message was not written by engage.emit()";
+	if (pg_verifymbstr(message, size, true))
+		kind = parse_message(message, size, &shape);
+	switch (kind)
+	{
+		case MESSAGE_EMITTED:
+			splice_members(out, message, size);
+			hand_over(state, &shape);
+			break;
+		case MESSAGE_OBJECT:
+			appendBinaryStringInfo(out, ",\"message\":", 11);
+			engage_json_one_line(out, message, size);
+			break;
+		case MESSAGE_TEXT:
+			write_raw(out, message, size);
+			break;
+	}
 }

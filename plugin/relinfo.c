@@ -1,9 +1,13 @@
 /*
  * relinfo.c
- *		Per-relation cache: is it captured, its columns' names and types, its key.
+ *		Per-relation cache: is it captured, its columns' names and types, its
+ *		key and its Kafka topic.
  *
  * Entries are built on first use and rebuilt after a relcache invalidation,
  * so that decoding pays for catalog lookups once per relation, not per change.
+ * A schema rename sends no relcache invalidation, only a syscache one for
+ * pg_namespace: it invalidates every entry, since names and capture decisions
+ * depend on the schema's name.
  * The cache lives in CacheMemoryContext: a decoding session that ends with an
  * error cannot leave the invalidation callback pointing at freed memory.
  */
@@ -16,8 +20,11 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 static HTAB *rel_cache = NULL;
+
+static void engage_type_init(EngageType *type, Oid typid, MemoryContext cxt);
 
 /* Relcache invalidation: forget one relation, or all of them. */
 static void
@@ -55,6 +62,13 @@ destroy_cache(void)
 	rel_cache = NULL;
 }
 
+/* Syscache invalidation of pg_namespace (a schema renamed): forget them all. */
+static void
+invalidate_namespace(Datum arg, int cacheid, uint32 hashvalue)
+{
+	invalidate_rel(arg, InvalidOid);
+}
+
 /* Starts a decoding session with an empty cache (options may have changed). */
 void
 engage_relcache_init(void)
@@ -72,6 +86,7 @@ engage_relcache_init(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(invalidate_rel, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate_namespace, (Datum) 0);
 		callback_registered = true;
 	}
 }
@@ -125,7 +140,7 @@ value_kind(Oid typid)
 }
 
 /* Fills type with what writing values of typid (or its base type) needs. */
-void
+static void
 engage_type_init(EngageType *type, Oid typid, MemoryContext cxt)
 {
 	Oid			base = getBaseType(typid);
@@ -145,18 +160,41 @@ engage_type_init(EngageType *type, Oid typid, MemoryContext cxt)
 	}
 }
 
-/* Returns "schema.name" of relid as a JSON string preceded by ,"field": */
+/* Returns "schema.name" of relid. */
 static char *
-qualified_name_field(const char *field, Oid relid)
+qualified_name(Oid relid)
+{
+	return psprintf("%s.%s", get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+}
+
+/* Returns ,"field":"name" with name as a JSON string. */
+static char *
+name_field(const char *field, const char *name)
 {
 	StringInfoData buf;
-	char	   *name = psprintf("%s.%s", get_namespace_name(get_rel_namespace(relid)),
-								get_rel_name(relid));
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, ",\"%s\":", field);
 	engage_json_string(&buf, name, strlen(name));
 	return buf.data;
+}
+
+/* Sets the Kafka topic of erel (the root relation root) under prefix. */
+static void
+build_topic(EngageRel *erel, Oid root, const char *prefix)
+{
+	StringInfoData buf;
+
+	erel->topic = NULL;
+	erel->no_topic_reason = NULL;
+	if (prefix == NULL)
+		return;
+	initStringInfo(&buf);
+	erel->no_topic_reason = engage_table_topic(&buf, prefix,
+											   get_namespace_name(get_rel_namespace(root)),
+											   get_rel_name(root));
+	if (erel->no_topic_reason == NULL)
+		erel->topic = buf.data;
 }
 
 /* Fills the live columns of rel into erel. */
@@ -238,14 +276,17 @@ build_rel(EngageRel *erel, Relation rel, const EngageOptions *opts)
 	erel->cxt = AllocSetContextCreate(CacheMemoryContext, "engage_decoder relation",
 									  ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(erel->cxt);
-	erel->captured = engage_table_captured(opts, get_namespace_name(get_rel_namespace(root)),
-										   get_rel_name(root));
+	erel->captured = engage_table_list_matches(&opts->tables,
+											   get_namespace_name(get_rel_namespace(root)),
+											   get_rel_name(root));
 	erel->partition = NULL;
 	if (erel->captured)
 	{
-		erel->table = qualified_name_field("table", root);
+		erel->qualname = qualified_name(root);
+		erel->table = name_field("table", erel->qualname);
 		if (root != relid)
-			erel->partition = qualified_name_field("partition", relid);
+			erel->partition = name_field("partition", qualified_name(relid));
+		build_topic(erel, root, opts->topic_prefix);
 		build_columns(erel, RelationGetDescr(rel));
 		build_keys(erel, rel);
 	}

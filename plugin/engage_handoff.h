@@ -1,0 +1,105 @@
+/*
+ * engage_handoff.h
+ *		What engage_decoder hands an in-process consumer next to each record's
+ *		text, and the rules both libraries share.
+ *
+ * This header is the one definition shared by the output plugin
+ * (engage_decoder) and the pg_engage library, whose shipper decodes in its
+ * own process.  While the plugin writes a record, the facts the shipper
+ * routes on (what the record is, its id, where it goes, its Kafka key) are
+ * set in the EngageHandoff at the start of the plugin's private state, so the
+ * shipper never scans the JSON text again.  The magic and version let the
+ * shipper refuse a plugin built from another release: change
+ * ENGAGE_HANDOFF_VERSION whenever this header changes.
+ *
+ * Shared rules, compiled into both libraries (the plugin never links Kafka):
+ *	topicname.c		valid Kafka topic names and the topics of tables and messages
+ *	tablelist.c		the "tables" list of captured tables
+ */
+#ifndef ENGAGE_HANDOFF_H
+#define ENGAGE_HANDOFF_H
+
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+
+/* Prefix of the logical messages written by engage.emit(). */
+#define ENGAGE_MESSAGE_PREFIX "engage"
+
+#define ENGAGE_HANDOFF_MAGIC	0x45474831	/* "EGH1" */
+#define ENGAGE_HANDOFF_VERSION	1
+
+/* What a record is. */
+typedef enum EngageRecordKind
+{
+	ENGAGE_RECORD_BEGIN,		/* a transaction's first event follows */
+	ENGAGE_RECORD_COMMIT,		/* the transaction's events are all written */
+	ENGAGE_RECORD_ROW,			/* insert, update, delete or truncate */
+	ENGAGE_RECORD_MESSAGE		/* a logical message with the engage prefix */
+} EngageRecordKind;
+
+/* Bytes that are not NUL-terminated; data is NULL when absent. */
+typedef struct EngageBytes
+{
+	const char *data;
+	int			len;
+} EngageBytes;
+
+/*
+ * The facts of the record being written.  Pointers are valid only during the
+ * write callback of that record.
+ */
+typedef struct EngageRecordFacts
+{
+	EngageRecordKind kind;
+	const char *op;				/* "insert", ..., "message", "begin", "commit" */
+	EngageBytes id;				/* the event id, "<commit lsn>:<position>" */
+	EngageBytes lsn;			/* the change's LSN as text */
+	EngageBytes table;			/* "schema.table" as in the catalog (rows) */
+	EngageBytes topic;			/* the Kafka topic; absent when it has none */
+	EngageBytes key;			/* the Kafka key; absent when it has none */
+	const char *no_topic_reason;	/* why topic is absent, when it is */
+	bool		transactional;	/* false only for non-transactional messages */
+	XLogRecPtr	end_lsn;		/* commit records: end of the commit record */
+} EngageRecordFacts;
+
+/* The first member of the plugin's private state. */
+typedef struct EngageHandoff
+{
+	uint32		magic;
+	uint32		version;
+	EngageRecordFacts facts;
+} EngageHandoff;
+
+/* topicname.c: Kafka's rule for topic names. */
+#define ENGAGE_TOPIC_MAX_LEN 249
+
+extern const char *engage_topic_invalid(const char *name, int len);
+extern const char *engage_topic_prefix_invalid(const char *prefix);
+extern bool engage_topics_collide(const char *a, const char *b);
+extern const char *engage_table_topic(StringInfo buf, const char *prefix,
+									  const char *schema, const char *table);
+extern const char *engage_message_topic(StringInfo buf, const char *prefix,
+										const char *topic, int len);
+
+/* tablelist.c: the list of captured tables. */
+typedef struct EngageTableList
+{
+	bool		all_tables;		/* "*" */
+	List	   *patterns;		/* of EngageTablePattern */
+} EngageTableList;
+
+typedef struct EngageTablePattern
+{
+	char	   *schema;
+	char	   *table;			/* NULL matches every table of the schema */
+} EngageTablePattern;
+
+extern const char *engage_parse_table_list(const char *value, EngageTableList *list,
+										   const char **hint);
+extern bool engage_table_list_matches(const EngageTableList *list,
+									  const char *schema, const char *table);
+
+#endif							/* ENGAGE_HANDOFF_H */
