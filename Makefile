@@ -10,12 +10,12 @@ OBJS       = $(patsubst %.c,%.o,$(wildcard extension/*.c))
 # The install script is generated from the ordered parts under extension/sql.
 SQL_PARTS  = $(sort $(wildcard extension/sql/*.sql))
 DATA_built = pg_engage--$(EXTVERSION).sql
-DATA       = $(wildcard extension/upgrade/pg_engage--*--*.sql)
+DATA       = $(wildcard extension/upgrade/pg_engage--*.sql)
 
 RDKAFKA_CFLAGS := $(shell pkg-config --cflags rdkafka 2>/dev/null)
 RDKAFKA_LIBS   := $(shell pkg-config --libs rdkafka 2>/dev/null || echo -lrdkafka)
 
-PG_CPPFLAGS = -I$(srcdir)/extension $(RDKAFKA_CFLAGS)
+PG_CPPFLAGS = -I$(srcdir)/extension -I$(srcdir)/plugin $(RDKAFKA_CFLAGS)
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
               -Wno-missing-field-initializers
 SHLIB_LINK  = $(RDKAFKA_LIBS)

@@ -9,14 +9,17 @@
  *	launcher.c		starts the shipper once its database exists, with backoff
  *	shipper.c		the worker: one long-lived decoding session into Kafka
  *	tracker.c		in-flight transactions and the position safe to confirm
- *	route.c			topic, key and headers of an event record
  *	producer.c		everything that touches librdkafka
  *	status.c		shared status and engage.shipper_status()
+ *	emit.c			engage.emit(): transactional application events
+ *	shared.c		the rules shared with engage_decoder (plugin/engage_handoff.h)
  */
 #ifndef ENGAGE_H
 #define ENGAGE_H
 
 #include "postgres.h"
+
+#include "engage_handoff.h"
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
@@ -52,10 +55,11 @@ typedef enum EngageShipperState
 	SHIPPER_RUNNING,
 	SHIPPER_WAITING_FOR_BROKER,
 	SHIPPER_STOPPED_ON_ERROR,
-	SHIPPER_WAITING_FOR_DATABASE
+	SHIPPER_WAITING_FOR_DATABASE,
+	SHIPPER_AUTH_FAILED
 } EngageShipperState;
 
-/* Shared status of the shipper, written by the worker, read by SQL. */
+/* Shared status of the shipper, written by the workers, read by SQL. */
 typedef struct EngageStatus
 {
 	slock_t		mutex;
@@ -66,10 +70,12 @@ typedef struct EngageStatus
 	int64		events_shipped;
 	int64		bytes_shipped;
 	int64		in_flight;
-	bool		broker_up;
+	int			broker_state;	/* 1 reachable, 0 not, -1 unknown */
+	int64		sessions;		/* sessions started since the server started */
 	char		slot_name[NAMEDATALEN]; /* the slot of the current session */
 	char		last_error[512];
 	TimestampTz last_error_at;
+	TimestampTz error_resolved_at;	/* 0 while last_error is current */
 } EngageStatus;
 
 /* status.c */
@@ -77,11 +83,13 @@ extern void engage_status_request(void);
 extern void engage_status_startup(void);
 extern void engage_status_set_state(EngageShipperState state);
 extern void engage_status_set_error(const char *error);
+extern void engage_status_resolved(void);
 extern void engage_status_shipped(int64 events, int64 bytes, int64 in_flight);
 extern void engage_status_confirmed(XLogRecPtr lsn);
-extern void engage_status_set_slot(const char *slot_name);
-extern void engage_status_broker(bool up);
+extern void engage_status_session(const char *slot_name);
+extern void engage_status_broker(int state);
 extern void engage_status_set_pid(int pid);
+extern void engage_status_clear_pid(int code, Datum arg);
 
 /* launcher.c */
 extern void engage_register_launcher(void);
@@ -96,38 +104,21 @@ extern bool tracker_empty(void);
 extern int64 tracker_pending_events(void);
 extern XLogRecPtr tracker_confirmable(void);
 
-/* route.c: the fields of an event record the shipper needs. */
-typedef struct EngageSpan
-{
-	const char *p;
-	int			len;
-} EngageSpan;
-
-typedef struct EngageEvent
-{
-	EngageSpan	op;				/* contents of the string, without quotes */
-	EngageSpan	id;
-	EngageSpan	lsn;
-	EngageSpan	table;
-	EngageSpan	topic;
-	EngageSpan	pk;				/* raw JSON of the key object */
-	EngageSpan	key;			/* raw JSON of a message's key */
-	EngageSpan	end_lsn;
-} EngageEvent;
-
-extern bool engage_parse_event(const char *data, int len, EngageEvent *ev);
-extern bool engage_span_is(EngageSpan s, const char *str);
-extern char *engage_event_topic(const EngageEvent *ev, const char *prefix);
-extern XLogRecPtr engage_span_lsn(EngageSpan s);
-
 /* producer.c: the only file that touches librdkafka. */
-typedef struct EngageHeaders
+
+/* One event for Kafka; the bytes are copied by producer_send(). */
+typedef struct EngageMessage
 {
-	EngageSpan	id;
-	EngageSpan	op;
-	EngageSpan	table;
-	EngageSpan	lsn;
-} EngageHeaders;
+	EngageBytes topic;			/* absent: goes to the dead-letter topic or fails */
+	const char *no_topic_reason;
+	EngageBytes key;
+	EngageBytes value;
+	EngageBytes id;				/* headers */
+	const char *op;
+	EngageBytes table;
+	EngageBytes lsn;
+	uint64		txn;			/* the tracked transaction its delivery counts for */
+} EngageMessage;
 
 /* How a failed delivery must be handled (decided in producer.c). */
 typedef enum EngageFailure
@@ -137,17 +128,23 @@ typedef enum EngageFailure
 	FAILURE_POISON				/* permanent for this event */
 } EngageFailure;
 
+typedef enum EngageSendResult
+{
+	SEND_OK,
+	SEND_QUEUE_FULL,			/* nothing sent: poll, then send again */
+	SEND_FAILED					/* see producer_failure() */
+} EngageSendResult;
+
 extern bool producer_check_properties(const char *props, char **errmsg);
-extern bool producer_start(char **errmsg);
-extern void producer_stop(int timeout_ms);
-extern void producer_send(const char *topic, const char *key, int keylen,
-						  const char *payload, int len,
-						  const EngageHeaders *headers, uint64 txn);
-extern const char *producer_no_topic(const char *record);
-extern void producer_poll(int timeout_ms);
+extern bool producer_start(const char *brokers, const char *properties,
+						   const char *dead_letter, char **errmsg);
+extern void producer_stop(void);
+extern EngageSendResult producer_send(const EngageMessage *msg);
+extern int	producer_poll(int timeout_ms, const uint64 **acked);
 extern bool producer_flush(int timeout_ms);
 extern EngageFailure producer_failure(char *errbuf, int errlen);
-extern bool producer_broker_up(void);
+extern int	producer_broker_state(const char **auth_error);
 extern void producer_take_counts(int64 *events, int64 *bytes);
+extern bool producer_take_log(int *level, char *buf, int buflen);
 
 #endif							/* ENGAGE_H */

@@ -28,28 +28,43 @@ static const struct config_enum_entry poison_options[] = {
 	{NULL, 0, false}
 };
 
-/* True when s is a valid Kafka topic name (or prefix of one). */
+/* Check hook of engage.topic_prefix: it starts every topic name. */
 static bool
-valid_topic(const char *s)
+check_topic_prefix(char **newval, void **extra, GucSource source)
 {
-	size_t		len = strlen(s);
+	const char *why = *newval ? engage_topic_prefix_invalid(*newval) : "it is missing";
 
-	if (len == 0 || len > 200)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-			return false;
-	return true;
+	if (why == NULL)
+		return true;
+	GUC_check_errdetail("%s.", why);
+	GUC_check_errhint("Use 1 to 247 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
+	return false;
 }
 
-/* Check hook of topic settings. */
+/* Check hook of engage.dead_letter_topic: a whole topic name. */
 static bool
 check_topic(char **newval, void **extra, GucSource source)
 {
-	if (*newval != NULL && valid_topic(*newval))
+	const char *why = *newval ? engage_topic_invalid(*newval, strlen(*newval)) : "it is missing";
+
+	if (why == NULL)
 		return true;
-	GUC_check_errdetail("A Kafka topic name is 1 to 200 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
+	GUC_check_errdetail("%s.", why);
+	return false;
+}
+
+/* Check hook of engage.tables: the plugin's own parser of the list. */
+static bool
+check_tables(char **newval, void **extra, GucSource source)
+{
+	EngageTableList list;
+	const char *hint;
+	const char *error = engage_parse_table_list(*newval, &list, &hint);
+
+	if (error == NULL)
+		return true;
+	GUC_check_errdetail("%s.", error);
+	GUC_check_errhint("%s", hint);
 	return false;
 }
 
@@ -119,9 +134,9 @@ engage_define_settings(void)
 	define_string("engage.slot_name", gettext_noop("Logical replication slot of the shipper (created if missing)."),
 				  &engage_slot_name, "engage_shipper", 0, check_slot_name);
 	define_string("engage.topic_prefix", gettext_noop("Prefix of the Kafka topics: <prefix>.<table>, <prefix>.<topic>."),
-				  &engage_topic_prefix, "engage", 0, check_topic);
+				  &engage_topic_prefix, "engage", 0, check_topic_prefix);
 	define_string("engage.tables", gettext_noop("Tables captured, as the engage_decoder option tables."),
-				  &engage_tables, "engage.*", 0, check_not_empty);
+				  &engage_tables, "engage.*", 0, check_tables);
 	define_string("engage.kafka_properties",
 				  gettext_noop("Extra librdkafka properties, name=value separated by semicolons."),
 				  &engage_kafka_properties, "", GUC_SUPERUSER_ONLY, check_properties);

@@ -4,7 +4,9 @@
  *
  * The launcher connects to no database.  It starts the shipper only once
  * engage.database exists, so a missing database is a visible status, not a
- * worker that fails and restarts in a loop.
+ * worker that fails and restarts in a loop.  Terminated while the server runs
+ * (pg_terminate_backend), it exits with status 1 so that the postmaster starts
+ * it again; on a server shutdown it exits with 0.
  */
 #include "engage.h"
 
@@ -21,7 +23,9 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/fd.h"
 #include "utils/guc.h"
+#include "utils/pidfile.h"
 #include "utils/timestamp.h"
 
 PGDLLEXPORT void engage_launcher_main(Datum arg);
@@ -38,7 +42,7 @@ engage_register_launcher(void)
 
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = 1;
 	strlcpy(worker.bgw_library_name, "pg_engage", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "engage_launcher_main", BGW_MAXLEN);
 	strlcpy(worker.bgw_name, "pg_engage launcher", BGW_MAXLEN);
@@ -119,8 +123,10 @@ try_start(void)
 
 	if (!database_exists())
 	{
-		char	   *msg = psprintf("database \"%s\" (engage.database) does not exist", engage_database);
+		char		msg[NAMEDATALEN + 64];
 
+		snprintf(msg, sizeof(msg), "database \"%s\" (engage.database) does not exist",
+				 engage_database);
 		engage_status_set_state(SHIPPER_WAITING_FOR_DATABASE);
 		engage_status_set_error(msg);
 		/* Said once, not at every check. */
@@ -137,6 +143,27 @@ try_start(void)
 	return handle;
 }
 
+/*
+ * Is the server shutting down?  The postmaster writes "stopping" into the
+ * status line of postmaster.pid before it signals its children, which tells a
+ * shutdown from a pg_terminate_backend().
+ */
+static bool
+server_is_stopping(void)
+{
+	FILE	   *file = AllocateFile("postmaster.pid", "r");
+	char		line[MAXPGPATH];
+	bool		stopping = false;
+
+	if (file == NULL)
+		return false;
+	for (int n = 1; fgets(line, sizeof(line), file) != NULL; n++)
+		if (n == LOCK_FILE_LINE_PM_STATUS)
+			stopping = strncmp(line, PM_STATUS_STOPPING, strlen(PM_STATUS_STOPPING)) == 0;
+	FreeFile(file);
+	return stopping;
+}
+
 /* Entry point of the launcher worker. */
 void
 engage_launcher_main(Datum arg)
@@ -145,13 +172,13 @@ engage_launcher_main(Datum arg)
 	TimestampTz started = 0;
 	TimestampTz next_start = 0;
 	int			backoff_ms = 1000;
-	char	   *database = NULL;
+	char		database[NAMEDATALEN];
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	database = pstrdup(engage_database);
+	strlcpy(database, engage_database, sizeof(database));
 
 	while (!ShutdownRequestPending)
 	{
@@ -164,9 +191,11 @@ engage_launcher_main(Datum arg)
 			if (!engage_enabled || strcmp(database, engage_database) != 0)
 			{
 				stop_shipper(handle);
+				if (handle)
+					pfree(handle);
 				handle = NULL;
 				next_start = 0;
-				database = pstrdup(engage_database);
+				strlcpy(database, engage_database, sizeof(database));
 			}
 		}
 		if (handle != NULL && !shipper_running(handle))
@@ -175,6 +204,7 @@ engage_launcher_main(Datum arg)
 			backoff_ms = TimestampDifferenceExceeds(started, now, HEALTHY_RUN_MS) ?
 				1000 : Min(backoff_ms * 2, MAX_BACKOFF_MS);
 			next_start = TimestampTzPlusMilliseconds(now, backoff_ms);
+			pfree(handle);
 			handle = NULL;
 		}
 		if (handle == NULL && engage_enabled && now >= next_start)
@@ -192,5 +222,6 @@ engage_launcher_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 	stop_shipper(handle);
-	proc_exit(0);
+	/* Terminated while the server runs: the postmaster starts it again. */
+	proc_exit(server_is_stopping() ? 0 : 1);
 }

@@ -2,20 +2,20 @@
  * producer.c
  *		The Kafka producer of the shipper: the only file that touches librdkafka.
  *
- * librdkafka calls back (delivery reports, errors, logs) only from inside
- * rd_kafka_poll() and rd_kafka_flush(), which the shipper calls from its own
- * loop.  Callbacks never raise a PostgreSQL error: they record what happened
- * and the shipper acts on it after the call returns.
+ * It only speaks librdkafka: it hands messages over, serves librdkafka's
+ * callbacks, and reports what happened (acknowledged transactions, failures,
+ * log lines, broker reachability) for the shipper to act on.  librdkafka
+ * calls back only from inside rd_kafka_poll() and rd_kafka_flush(), which run
+ * on the worker's own thread, but on librdkafka's stack: callbacks never
+ * raise a PostgreSQL error, log, or palloc.  They record into malloc'd
+ * buffers, and the shipper reads them after the call returns.
  */
 #include "engage.h"
 
 #include <librdkafka/rdkafka.h>
 
-#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "utils/timestamp.h"
 
 /* An event Kafka refused for good, waiting to go to the dead-letter topic. */
@@ -35,31 +35,59 @@ typedef struct DeadLetter
 /* A topic handle, kept for the producer's life (no lookup by name per event). */
 typedef struct TopicEntry
 {
-	char		name[256];		/* hash key */
+	char		name[ENGAGE_TOPIC_MAX_LEN + 1]; /* hash key */
 	rd_kafka_topic_t *rkt;
 } TopicEntry;
 
+/* Log lines of librdkafka waiting for the shipper (a bounded ring). */
+#define LOG_RING 32
+typedef struct LogLine
+{
+	int			level;
+	char		text[256];
+} LogLine;
+
 static rd_kafka_t *producer = NULL;
 static HTAB *topics = NULL;
+static char *dead_letter_topic = NULL;	/* NULL: the stop policy */
 static EngageFailure failure = FAILURE_NONE;
 static char failure_msg[512];
-static bool broker_up = false;
+static int	broker_state = -1;	/* 1 reachable, 0 not, -1 not known yet */
+static bool auth_failed = false;
+static char auth_msg[256];
 static bool stopping = false;
 static DeadLetter *dead_letters = NULL;
+static uint64 *acks = NULL;		/* transactions of acknowledged events */
+static int	nacks = 0;
+static int	acks_size = 0;
 static int64 acked_events = 0;	/* since the last producer_take_counts() */
 static int64 acked_bytes = 0;
+static LogLine log_ring[LOG_RING];
+static int	log_head = 0;		/* next line to hand over */
+static int	log_tail = 0;		/* next free line */
+static int	log_dropped = 0;
 
 /* Records a failure unless a worse one is already recorded. */
 static void
-note_failure(EngageFailure kind, const char *fmt, const char *topic, const char *err)
+pg_attribute_printf(2, 3)
+note_failure(EngageFailure kind, const char *fmt,...)
 {
+	va_list		args;
+
 	if (kind <= failure)
 		return;
 	failure = kind;
-	snprintf(failure_msg, sizeof(failure_msg), fmt, topic, err);
+	va_start(args, fmt);
+	vsnprintf(failure_msg, sizeof(failure_msg), fmt, args);
+	va_end(args);
 }
 
-/* Is err final for this one event (retrying cannot make it succeed)? */
+/*
+ * Is err final for this one event (retrying cannot make it succeed)?  A
+ * broker's UNKNOWN_TOPIC_OR_PART is not: it is what a topic being created
+ * answers at first.  librdkafka's own __UNKNOWN_TOPIC comes only after the
+ * topic stayed missing from the metadata (topic.metadata.propagation.max.ms).
+ */
 static bool
 is_poison(rd_kafka_resp_err_t err)
 {
@@ -72,7 +100,6 @@ is_poison(rd_kafka_resp_err_t err)
 		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
 		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
 		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-		case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
 		case RD_KAFKA_RESP_ERR__INVALID_ARG:
 			return true;
 		default:
@@ -91,31 +118,64 @@ copy_bytes(const void *src, size_t len)
 	return dst;
 }
 
-/* Queues a refused event for the dead-letter topic; false if out of memory. */
+/* Frees one dead letter. */
+static void
+free_dead_letter(DeadLetter *dl)
+{
+	if (dl->headers)
+		rd_kafka_headers_destroy(dl->headers);
+	free(dl->topic);
+	free(dl->reason);
+	free(dl->key);
+	free(dl->payload);
+	free(dl);
+}
+
+/* Queues an event for the dead-letter topic; false if out of memory. */
 static bool
-queue_dead_letter(const rd_kafka_message_t *msg, const char *reason, uint64 txn)
+queue_dead_letter(const char *topic, const char *reason, const void *key, size_t keylen,
+				  const void *payload, size_t len, rd_kafka_headers_t *headers, uint64 txn)
 {
 	DeadLetter *dl = calloc(1, sizeof(DeadLetter));
-	rd_kafka_headers_t *hdrs = NULL;
 
 	if (dl == NULL)
 		return false;
-	dl->topic = strdup(rd_kafka_topic_name(msg->rkt));
+	dl->topic = strdup(topic);
 	dl->reason = strdup(reason);
-	dl->key = copy_bytes(msg->key, msg->key_len);
-	dl->keylen = msg->key_len;
-	dl->payload = copy_bytes(msg->payload, msg->len);
-	dl->len = msg->len;
-	if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		dl->headers = rd_kafka_headers_copy(hdrs);
-	else
-		dl->headers = rd_kafka_headers_new(2);
+	dl->key = copy_bytes(key, keylen);
+	dl->keylen = keylen;
+	dl->payload = copy_bytes(payload, len);
+	dl->len = len;
+	dl->headers = headers ? headers : rd_kafka_headers_new(2);
 	dl->txn = txn;
-	if (!dl->topic || !dl->reason || !dl->key || !dl->payload)
+	if (!dl->topic || !dl->reason || !dl->key || !dl->payload || !dl->headers)
+	{
+		free_dead_letter(dl);
 		return false;
+	}
 	dl->next = dead_letters;
 	dead_letters = dl;
 	return true;
+}
+
+/* Remembers that an event of txn was acknowledged. */
+static void
+note_ack(uint64 txn)
+{
+	if (nacks == acks_size)
+	{
+		int			size = acks_size ? acks_size * 2 : 4096;
+		uint64	   *grown = realloc(acks, sizeof(uint64) * size);
+
+		if (grown == NULL)
+		{
+			note_failure(FAILURE_RETRY, "out of memory counting acknowledgements");
+			return;
+		}
+		acks = grown;
+		acks_size = size;
+	}
+	acks[nacks++] = txn;
 }
 
 /* Delivery report: acknowledge, or decide how the failure is handled. */
@@ -125,11 +185,13 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	uint64		txn = (uint64) (uintptr_t) msg->_private;
 	const char *topic = rd_kafka_topic_name(msg->rkt);
 	const char *err = rd_kafka_err2str(msg->err);
+	rd_kafka_headers_t *hdrs = NULL;
 
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
-		broker_up = true;
-		tracker_acked(txn);
+		broker_state = 1;
+		auth_failed = false;
+		note_ack(txn);
 		acked_events++;
 		acked_bytes += msg->len;
 		return;
@@ -138,38 +200,53 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		return;					/* purged on purpose; replayed from the slot */
 	if (!is_poison(msg->err))
 		note_failure(FAILURE_RETRY, "delivery to topic \"%s\" failed: %s", topic, err);
-	else if (engage_poison_policy == ENGAGE_POISON_DEAD_LETTER &&
-			 strcmp(topic, engage_dead_letter_topic) != 0 &&
-			 queue_dead_letter(msg, err, txn))
+	else if (dead_letter_topic != NULL && strcmp(topic, dead_letter_topic) != 0 &&
+			 rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			 queue_dead_letter(topic, err, msg->key, msg->key_len, msg->payload, msg->len,
+							   rd_kafka_headers_copy(hdrs), txn))
 		return;
 	else
 		note_failure(FAILURE_POISON, "Kafka refused an event for topic \"%s\": %s", topic, err);
 }
 
-/* Error callback: track broker reachability and fatal producer errors. */
+/* Error callback: broker reachability, authentication and fatal errors. */
 static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
 		err == RD_KAFKA_RESP_ERR__RESOLVE)
-		broker_up = false;
+		broker_state = 0;
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
+		err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED)
+	{
+		auth_failed = true;
+		broker_state = 0;
+		snprintf(auth_msg, sizeof(auth_msg), "%s", reason);
+	}
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 	{
 		char		fatal[256];
 
 		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-		note_failure(FAILURE_RETRY, "fatal producer error%s: %s", "", fatal);
+		note_failure(FAILURE_RETRY, "fatal producer error: %s", fatal);
 	}
 }
 
-/* Log callback: librdkafka's warnings and errors go to the server log. */
+/* Log callback: keeps the line for the shipper, which writes it to the log. */
 static void
 on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	if (level <= 4)
-		elog(LOG, "pg_engage: kafka: %s: %s", fac, buf);
-	else
-		elog(DEBUG1, "pg_engage: kafka: %s: %s", fac, buf);
+	LogLine    *line;
+
+	if ((log_tail + 1) % LOG_RING == log_head)
+	{
+		log_dropped++;
+		return;
+	}
+	line = &log_ring[log_tail];
+	line->level = level;
+	snprintf(line->text, sizeof(line->text), "%s: %s", fac, buf);
+	log_tail = (log_tail + 1) % LOG_RING;
 }
 
 /*
@@ -255,14 +332,31 @@ set_required(rd_kafka_conf_t *conf, const char *name, const char *value)
 		elog(ERROR, "could not set Kafka property %s: %s", name, errstr);
 }
 
-/* Creates the producer from the settings; false with a message on failure. */
+/* Forgets the outcomes of the previous producer. */
+static void
+reset_outcomes(void)
+{
+	failure = FAILURE_NONE;
+	failure_msg[0] = '\0';
+	stopping = false;
+	broker_state = -1;
+	auth_failed = false;
+	nacks = 0;
+	acked_events = acked_bytes = 0;
+}
+
+/*
+ * Creates the producer for brokers with extra properties; dead-letter topic
+ * NULL means the stop policy.  False with a palloc'd message on failure.
+ */
 bool
-producer_start(char **errmsg)
+producer_start(const char *brokers, const char *properties, const char *dead_letter,
+			   char **errmsg)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
 
-	set_required(conf, "bootstrap.servers", engage_brokers);
+	set_required(conf, "bootstrap.servers", brokers);
 	set_required(conf, "enable.idempotence", "true");
 	set_required(conf, "log.queue", "true");
 	set_required(conf, "client.id", "pg_engage");
@@ -271,7 +365,7 @@ producer_start(char **errmsg)
 	set_required(conf, "queue.buffering.max.kbytes", "65536");
 	/* JSON records compress well: less for the network and the broker. */
 	set_required(conf, "compression.type", "lz4");
-	if (!apply_properties(conf, engage_kafka_properties, errmsg))
+	if (!apply_properties(conf, properties, errmsg))
 	{
 		rd_kafka_conf_destroy(conf);
 		return false;
@@ -287,9 +381,8 @@ producer_start(char **errmsg)
 		return false;
 	}
 	rd_kafka_set_log_queue(producer, NULL);
-	failure = FAILURE_NONE;
-	stopping = false;
-	broker_up = true;			/* until librdkafka says otherwise */
+	reset_outcomes();
+	dead_letter_topic = dead_letter ? strdup(dead_letter) : NULL;
 	return true;
 }
 
@@ -299,9 +392,10 @@ producer_start(char **errmsg)
  * asks for an unknown topic, which would stall the first event.
  */
 static rd_kafka_topic_t *
-topic_handle(const char *name)
+topic_handle(const char *name, int len)
 {
 	TopicEntry *entry;
+	char		key[ENGAGE_TOPIC_MAX_LEN + 1] = {0};
 	bool		found;
 	const struct rd_kafka_metadata *md;
 
@@ -309,17 +403,18 @@ topic_handle(const char *name)
 	{
 		HASHCTL		ctl;
 
-		ctl.keysize = sizeof(((TopicEntry *) 0)->name);
+		ctl.keysize = sizeof(key);
 		ctl.entrysize = sizeof(TopicEntry);
 		ctl.hcxt = TopMemoryContext;
-		topics = hash_create("pg_engage topics", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		topics = hash_create("pg_engage topics", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	if (strlen(name) >= sizeof(entry->name))
+	if (len > ENGAGE_TOPIC_MAX_LEN)
 		return NULL;
-	entry = hash_search(topics, name, HASH_ENTER, &found);
+	memcpy(key, name, len);
+	entry = hash_search(topics, key, HASH_ENTER, &found);
 	if (found)
 		return entry->rkt;
-	entry->rkt = rd_kafka_topic_new(producer, name, NULL);
+	entry->rkt = rd_kafka_topic_new(producer, key, NULL);
 	if (entry->rkt != NULL &&
 		rd_kafka_metadata(producer, 0, entry->rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		rd_kafka_metadata_destroy(md);
@@ -343,84 +438,53 @@ drop_topics(void)
 	topics = NULL;
 }
 
-/* Frees the dead letters still queued. */
-static void
-free_dead_letters(void)
-{
-	while (dead_letters != NULL)
-	{
-		DeadLetter *dl = dead_letters;
-
-		dead_letters = dl->next;
-		if (dl->headers)
-			rd_kafka_headers_destroy(dl->headers);
-		free(dl->topic);
-		free(dl->reason);
-		free(dl->key);
-		free(dl->payload);
-		free(dl);
-	}
-}
-
 /*
- * Destroys the producer.  With timeout_ms > 0 it first waits that long for
- * what is in flight; whatever is still queued then is purged, and the shipper
+ * Destroys the producer.  Whatever is still queued is purged; the shipper
  * replays it from the slot later.
  */
 void
-producer_stop(int timeout_ms)
+producer_stop(void)
 {
 	if (producer == NULL)
 		return;
-	if (timeout_ms > 0)
-		rd_kafka_flush(producer, timeout_ms);
 	stopping = true;
 	rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(producer, 0);
 	drop_topics();
 	rd_kafka_destroy(producer);
 	producer = NULL;
-	free_dead_letters();
+	while (dead_letters != NULL)
+	{
+		DeadLetter *dl = dead_letters;
+
+		dead_letters = dl->next;
+		free_dead_letter(dl);
+	}
+	free(dead_letter_topic);
+	dead_letter_topic = NULL;
+	nacks = 0;
 }
 
-/* Produces one message, waiting (and serving callbacks) while the queue is full. */
+/* Hands one message to librdkafka; never waits. */
 static rd_kafka_resp_err_t
-produce(const char *topic, const void *key, size_t keylen, const void *payload,
-		size_t len, rd_kafka_headers_t *headers, uint64 txn)
+produce(const char *topic, int topiclen, const void *key, size_t keylen,
+		const void *payload, size_t len, rd_kafka_headers_t *headers, uint64 txn)
 {
-	rd_kafka_topic_t *rkt = topic_handle(topic);
+	rd_kafka_topic_t *rkt = topic_handle(topic, topiclen);
 
 	if (rkt == NULL)
 		return RD_KAFKA_RESP_ERR__INVALID_ARG;
-	for (;;)
-	{
-		rd_kafka_resp_err_t err;
-
-		err = rd_kafka_producev(producer,
-								RD_KAFKA_V_RKT(rkt),
-								RD_KAFKA_V_KEY(key, keylen),
-								RD_KAFKA_V_VALUE((void *) payload, len),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_HEADERS(headers),
-								RD_KAFKA_V_OPAQUE((void *) (uintptr_t) txn),
-								RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			return err;
-		/* Never drop: wait for deliveries to make room. */
-		rd_kafka_poll(producer, 50);
-		CHECK_FOR_INTERRUPTS();
-		if (!broker_up)
-			engage_status_set_state(SHIPPER_WAITING_FOR_BROKER);
-		if (ShutdownRequestPending)
-		{
-			/* Nothing queued was confirmed: the next start sends it again. */
-			ereport(LOG, (errmsg("pg_engage shipper: stopping with a full queue; unconfirmed events will be sent again")));
-			proc_exit(0);
-		}
-	}
+	return rd_kafka_producev(producer,
+							 RD_KAFKA_V_RKT(rkt),
+							 RD_KAFKA_V_KEY(key, keylen),
+							 RD_KAFKA_V_VALUE((void *) payload, len),
+							 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							 RD_KAFKA_V_HEADERS(headers),
+							 RD_KAFKA_V_OPAQUE((void *) (uintptr_t) txn),
+							 RD_KAFKA_V_END);
 }
 
-/* Sends the queued dead letters (outside any callback). */
+/* Sends the queued dead letters; those that do not fit now wait for the next poll. */
 static void
 send_dead_letters(void)
 {
@@ -429,82 +493,93 @@ send_dead_letters(void)
 		DeadLetter *dl = dead_letters;
 		rd_kafka_resp_err_t err;
 
-		dead_letters = dl->next;
 		rd_kafka_header_add(dl->headers, "engage.reason", -1, dl->reason, -1);
 		rd_kafka_header_add(dl->headers, "engage.topic", -1, dl->topic, -1);
-		elog(LOG, "pg_engage: event for topic \"%s\" sent to dead-letter topic \"%s\": %s",
-			 dl->topic, engage_dead_letter_topic, dl->reason);
-		err = produce(engage_dead_letter_topic, dl->key, dl->keylen, dl->payload,
-					  dl->len, dl->headers, dl->txn);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = produce(dead_letter_topic, strlen(dead_letter_topic), dl->key, dl->keylen,
+					  dl->payload, dl->len, dl->headers, dl->txn);
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		{
-			rd_kafka_headers_destroy(dl->headers);
-			note_failure(FAILURE_POISON, "dead-letter topic \"%s\" refused an event: %s",
-						 engage_dead_letter_topic, rd_kafka_err2str(err));
+			rd_kafka_header_remove(dl->headers, "engage.reason");
+			rd_kafka_header_remove(dl->headers, "engage.topic");
+			return;
 		}
-		dl->headers = NULL;
-		free(dl->topic);
-		free(dl->reason);
-		free(dl->key);
-		free(dl->payload);
-		free(dl);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			dl->headers = NULL; /* librdkafka owns them now */
+		else
+			note_failure(FAILURE_POISON, "dead-letter topic \"%s\" refused an event: %s",
+						 dead_letter_topic, rd_kafka_err2str(err));
+		dead_letters = dl->next;
+		free_dead_letter(dl);
 	}
 }
 
-/* Adds one header from a span. */
-static void
-add_header(rd_kafka_headers_t *hdrs, const char *name, EngageSpan value)
-{
-	if (value.p != NULL)
-		rd_kafka_header_add(hdrs, name, -1, value.p, value.len);
-}
-
-/* Hands one event to the producer; its delivery acknowledges it in txn. */
-void
-producer_send(const char *topic, const char *key, int keylen,
-			  const char *payload, int len, const EngageHeaders *headers, uint64 txn)
+/* The headers of a message. */
+static rd_kafka_headers_t *
+make_headers(const EngageMessage *msg)
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
-	rd_kafka_resp_err_t err;
 
-	add_header(hdrs, "engage.id", headers->id);
-	add_header(hdrs, "engage.op", headers->op);
-	add_header(hdrs, "engage.table", headers->table);
-	add_header(hdrs, "engage.lsn", headers->lsn);
-	tracker_add(txn);
-	err = produce(topic, key, keylen, payload, len, hdrs, txn);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		return;
-	rd_kafka_headers_destroy(hdrs);
-	if (is_poison(err))
-		note_failure(FAILURE_POISON, "Kafka refused an event for topic \"%s\": %s",
-					 topic, rd_kafka_err2str(err));
-	else
-		note_failure(FAILURE_RETRY, "could not produce to topic \"%s\": %s",
-					 topic, rd_kafka_err2str(err));
+	rd_kafka_header_add(hdrs, "engage.id", -1, msg->id.data, msg->id.len);
+	rd_kafka_header_add(hdrs, "engage.op", -1, msg->op, -1);
+	if (msg->table.data)
+		rd_kafka_header_add(hdrs, "engage.table", -1, msg->table.data, msg->table.len);
+	rd_kafka_header_add(hdrs, "engage.lsn", -1, msg->lsn.data, msg->lsn.len);
+	return hdrs;
 }
 
 /*
- * Handles a record that names no topic (a message that is not a JSON object):
- * returns the dead-letter topic under that policy, else records the failure
- * and returns NULL.
+ * Hands one event to librdkafka.  An event without a topic (msg->topic
+ * absent) goes to the dead-letter topic with msg->no_topic_reason, or is a
+ * failure under the stop policy.  Returns SEND_QUEUE_FULL when librdkafka's
+ * queue has no room (nothing was sent: poll, then send again).
  */
-const char *
-producer_no_topic(const char *record)
+EngageSendResult
+producer_send(const EngageMessage *msg)
 {
-	if (engage_poison_policy == ENGAGE_POISON_DEAD_LETTER)
-		return engage_dead_letter_topic;
-	note_failure(FAILURE_POISON, "an event names no topic%s: %.200s", "", record);
-	return NULL;
+	rd_kafka_headers_t *hdrs = make_headers(msg);
+	rd_kafka_resp_err_t err;
+
+	if (msg->topic.data == NULL)
+	{
+		if (dead_letter_topic == NULL)
+			rd_kafka_headers_destroy(hdrs);
+		else if (queue_dead_letter("", msg->no_topic_reason, msg->key.data, msg->key.len,
+								   msg->value.data, msg->value.len, hdrs, msg->txn))
+			return SEND_OK;
+		note_failure(FAILURE_POISON, "event %.*s has no valid Kafka topic: %s",
+					 msg->id.len, msg->id.data, msg->no_topic_reason);
+		return SEND_FAILED;
+	}
+	err = produce(msg->topic.data, msg->topic.len, msg->key.data, msg->key.len,
+				  msg->value.data, msg->value.len, hdrs, msg->txn);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return SEND_OK;
+	rd_kafka_headers_destroy(hdrs);
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return SEND_QUEUE_FULL;
+	if (is_poison(err))
+		note_failure(FAILURE_POISON, "Kafka refused an event for topic \"%.*s\": %s",
+					 msg->topic.len, msg->topic.data, rd_kafka_err2str(err));
+	else
+		note_failure(FAILURE_RETRY, "could not produce to topic \"%.*s\": %s",
+					 msg->topic.len, msg->topic.data, rd_kafka_err2str(err));
+	return SEND_FAILED;
 }
 
-/* Serves callbacks for up to timeout_ms, then sends any dead letters. */
-void
-producer_poll(int timeout_ms)
+/*
+ * Serves callbacks for up to timeout_ms, then sends any dead letters.
+ * Returns the transactions of the events acknowledged since the last call
+ * (one entry per event), valid until the next call.
+ */
+int
+producer_poll(int timeout_ms, const uint64 **acked)
 {
+	nacks = 0;
 	rd_kafka_poll(producer, timeout_ms);
 	if (dead_letters != NULL)
 		send_dead_letters();
+	*acked = acks;
+	return nacks;
 }
 
 /* Waits up to timeout_ms for everything in flight; true when all delivered. */
@@ -514,7 +589,7 @@ producer_flush(int timeout_ms)
 	return rd_kafka_flush(producer, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-/* The worst failure since the last clear, with its message. */
+/* The worst failure since the producer started, with its message. */
 EngageFailure
 producer_failure(char *errbuf, int errlen)
 {
@@ -533,27 +608,54 @@ producer_take_counts(int64 *events, int64 *bytes)
 }
 
 /*
- * Has the producer reached a broker?  Deliveries say so while events flow;
- * when librdkafka reported every broker down, a short metadata request
- * (at most every few seconds) tells when one answers again, idle or not.
+ * Hands over the next librdkafka log line (level as syslog: 0 emergency to
+ * 7 debug) into buf; false when there is none.  Lines dropped because the
+ * shipper did not keep up are reported as one line.
  */
 bool
-producer_broker_up(void)
+producer_take_log(int *level, char *buf, int buflen)
+{
+	if (log_dropped > 0)
+	{
+		*level = 4;
+		snprintf(buf, buflen, "%d log lines of librdkafka were dropped", log_dropped);
+		log_dropped = 0;
+		return true;
+	}
+	if (log_head == log_tail)
+		return false;
+	*level = log_ring[log_head].level;
+	strlcpy(buf, log_ring[log_head].text, buflen);
+	log_head = (log_head + 1) % LOG_RING;
+	return true;
+}
+
+/*
+ * Is a broker reachable: 1 yes, 0 no, -1 not known yet?  Deliveries say so
+ * while events flow; when librdkafka reported every broker down, a short
+ * metadata request (at most every few seconds) tells when one answers again,
+ * idle or not.  With authentication failing, *auth_error says why.
+ */
+int
+producer_broker_state(const char **auth_error)
 {
 	static TimestampTz last_probe = 0;
 	const struct rd_kafka_metadata *md;
 	TimestampTz now;
 
-	if (broker_up)
-		return true;
+	*auth_error = auth_failed ? auth_msg : NULL;
+	if (broker_state == 1)
+		return 1;
 	now = GetCurrentTimestamp();
-	if (!TimestampDifferenceExceeds(last_probe, now, 3000))
-		return false;
+	if (!TimestampDifferenceExceeds(last_probe, now, broker_state == -1 ? 500 : 3000))
+		return broker_state;
 	last_probe = now;
 	if (rd_kafka_metadata(producer, 0, NULL, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		rd_kafka_metadata_destroy(md);
-		broker_up = true;
+		broker_state = 1;
+		auth_failed = false;
 	}
-	return broker_up;
+	*auth_error = auth_failed ? auth_msg : NULL;
+	return broker_state;
 }

@@ -54,6 +54,7 @@ typedef enum SessionEnd
 #define SLOT_SAVE_INTERVAL_MS 1000
 
 static LogicalDecodingContext *ctx = NULL;
+static MemoryContext session_cxt = NULL;	/* everything of one session */
 static ResourceOwner shipper_owner = NULL;
 static uint64 current_txn = 0;
 static bool in_txn = false;
@@ -61,6 +62,7 @@ static XLogRecPtr confirmed = InvalidXLogRecPtr;
 static TimestampTz last_slot_save = 0;
 static char *session_settings = NULL;
 static char *connected_db = NULL;
+static EngageShipperState shown_state = SHIPPER_STARTING;
 
 /* A string naming every setting a session depends on, to notice changes. */
 static char *
@@ -72,34 +74,57 @@ settings_fingerprint(void)
 					engage_poison_policy);
 }
 
+/* Did a setting of the session change since it started? */
+static bool
+settings_changed(void)
+{
+	char	   *now = settings_fingerprint();
+	bool		changed = session_settings == NULL || strcmp(now, session_settings) != 0;
+
+	pfree(now);
+	return changed;
+}
+
+/* Sets the state in the status, remembering it to log only changes. */
+static void
+show_state(EngageShipperState state)
+{
+	shown_state = state;
+	engage_status_set_state(state);
+}
+
 /* Records an error in the status and the log, and sets the state. */
 static void
 report(EngageShipperState state, const char *error)
 {
-	engage_status_set_state(state);
+	show_state(state);
 	if (error == NULL)
 		return;
 	engage_status_set_error(error);
 	ereport(LOG, (errmsg("pg_engage shipper: %s", error)));
 }
 
-/* Runs sql with one text argument in its own transaction. */
+/* Writes librdkafka's queued log lines to the server log. */
 static void
-run_sql(const char *sql, const char *arg)
+write_kafka_log(void)
 {
-	Oid			argtype = TEXTOID;
-	Datum		value = CStringGetTextDatum(arg);
+	int			level;
+	char		line[256];
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute_with_args(sql, 1, &argtype, &value, NULL, false, 0) < 0)
-		elog(ERROR, "could not run: %s", sql);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	CurrentResourceOwner = shipper_owner;
+	while (producer_take_log(&level, line, sizeof(line)))
+		ereport(level <= 4 ? LOG : DEBUG1, (errmsg("pg_engage: kafka: %s", line)));
+}
+
+/* Serves the producer for up to timeout_ms: acknowledgements and log lines. */
+static void
+serve_producer(int timeout_ms)
+{
+	const uint64 *acked;
+	int			n = producer_poll(timeout_ms, &acked);
+
+	for (int i = 0; i < n; i++)
+		tracker_acked(acked[i]);
+	write_kafka_log();
 }
 
 /* Creates the slot with engage_decoder if it does not exist yet. */
@@ -107,6 +132,9 @@ static void
 ensure_slot(void)
 {
 	ReplicationSlot *slot;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			argtype = TEXTOID;
+	Datum		value;
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	slot = SearchNamedReplicationSlot(engage_slot_name, false);
@@ -114,55 +142,72 @@ ensure_slot(void)
 	if (slot != NULL)
 		return;
 	ereport(LOG, (errmsg("pg_engage shipper: creating replication slot \"%s\"", engage_slot_name)));
-	run_sql("SELECT pg_create_logical_replication_slot($1, 'engage_decoder')", engage_slot_name);
+	value = CStringGetTextDatum(engage_slot_name);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	/* Qualified: no schema on the search_path can stand in for it. */
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'engage_decoder')",
+							  1, &argtype, &value, NULL, false, 0) < 0)
+		elog(ERROR, "could not create replication slot \"%s\"", engage_slot_name);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	CurrentResourceOwner = shipper_owner;
+	MemoryContextSwitchTo(cxt);
 }
 
-/* The Kafka key of an event: its pk, or a message's key string; none for null. */
+/* Refuses an engage_decoder built from another release than this library. */
 static void
-event_key(const EngageEvent *ev, const char **key, int *keylen)
+check_handoff(LogicalDecodingContext *lctx)
 {
-	EngageSpan	k = ev->pk.p ? ev->pk : ev->key;
-	JsonbValue	v;
-	Jsonb	   *jb;
+	EngageHandoff *h = lctx->output_plugin_private;
 
-	if (k.p == NULL || engage_span_is(k, "null"))
-		return;
-	if (ev->pk.p != NULL || k.p[0] != '"')
+	if (h == NULL || h->magic != ENGAGE_HANDOFF_MAGIC || h->version != ENGAGE_HANDOFF_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("engage_decoder does not match the pg_engage library"),
+				 errdetail("pg_engage expects handoff version %d; the loaded engage_decoder has %d.",
+						   ENGAGE_HANDOFF_VERSION,
+						   h && h->magic == ENGAGE_HANDOFF_MAGIC ? (int) h->version : 0),
+				 errhint("Install engage_decoder and pg_engage from the same build, then restart the server.")));
+}
+
+/* Waits for room in librdkafka's queue; never drops an event. */
+static void
+wait_for_room(void)
+{
+	serve_producer(50);
+	CHECK_FOR_INTERRUPTS();
+	if (ShutdownRequestPending)
 	{
-		*key = k.p;
-		*keylen = k.len;
-		return;
-	}
-	if (memchr(k.p, '\\', k.len) == NULL)
-	{
-		*key = k.p + 1;
-		*keylen = k.len - 2;
-		return;
-	}
-	/* An escaped string: let the JSON parser unescape it. */
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(k.p, k.len))));
-	if (JsonbExtractScalar(&jb->root, &v) && v.type == jbvString)
-	{
-		*key = v.val.string.val;
-		*keylen = v.val.string.len;
+		/* Nothing queued was confirmed: the next start sends it again. */
+		ereport(LOG, (errmsg("pg_engage shipper: stopping with a full queue; unconfirmed events will be sent again")));
+		proc_exit(0);
 	}
 }
 
 /* Hands one event record to the producer, tracked in its transaction. */
 static void
-send_event(const EngageEvent *ev, StringInfo record, XLogRecPtr lsn)
+send_event(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
 {
 	uint64		txn = in_txn ? current_txn : tracker_begin();
-	const char *topic = engage_event_topic(ev, engage_topic_prefix);
-	EngageHeaders headers = {ev->id, ev->op, ev->table, ev->lsn};
-	const char *key = NULL;
-	int			keylen = 0;
+	EngageMessage msg = {
+		.topic = facts->topic,
+		.no_topic_reason = facts->no_topic_reason,
+		.key = facts->key,
+		.value = {record->data, record->len},
+		.id = facts->id,
+		.op = facts->op,
+		.table = facts->table,
+		.lsn = facts->lsn,
+		.txn = txn
+	};
 
-	event_key(ev, &key, &keylen);
-	if (topic == NULL)
-		topic = producer_no_topic(record->data);
-	if (topic != NULL)
-		producer_send(topic, key, keylen, record->data, record->len, &headers, txn);
+	tracker_add(txn);
+	while (producer_send(&msg) == SEND_QUEUE_FULL)
+		wait_for_room();
 	if (!in_txn)
 		tracker_commit(txn, lsn);
 }
@@ -180,56 +225,78 @@ static void
 shipper_write(LogicalDecodingContext *lctx, XLogRecPtr lsn, TransactionId xid,
 			  bool last_write)
 {
-	EngageEvent ev;
+	EngageRecordFacts *facts = &((EngageHandoff *) lctx->output_plugin_private)->facts;
 
-	if (!engage_parse_event(lctx->out->data, lctx->out->len, &ev))
-		elog(ERROR, "pg_engage shipper cannot read a record of engage_decoder: %.200s",
-			 lctx->out->data);
-	if (engage_span_is(ev.op, "begin"))
+	switch (facts->kind)
 	{
-		current_txn = tracker_begin();
-		in_txn = true;
+		case ENGAGE_RECORD_BEGIN:
+			current_txn = tracker_begin();
+			in_txn = true;
+			break;
+		case ENGAGE_RECORD_COMMIT:
+			tracker_commit(current_txn, facts->end_lsn);
+			in_txn = false;
+			break;
+		case ENGAGE_RECORD_ROW:
+		case ENGAGE_RECORD_MESSAGE:
+			send_event(facts, lctx->out, lsn);
+			break;
 	}
-	else if (engage_span_is(ev.op, "commit"))
-	{
-		tracker_commit(current_txn, engage_span_lsn(ev.end_lsn));
-		in_txn = false;
-	}
-	else
-		send_event(&ev, lctx->out, lsn);
 }
 
-/* Starts the producer and the decoding session; false (reported) on failure. */
-static bool
-session_start(void)
+/* The decoding options of the shipper's session. */
+static List *
+decoding_options(void)
 {
-	char	   *error = NULL;
-	List	   *options;
+	return list_make3(makeDefElem("tables", (Node *) makeString(engage_tables), -1),
+					  makeDefElem("transactions", (Node *) makeString("on"), -1),
+					  makeDefElem("topic_prefix", (Node *) makeString(engage_topic_prefix), -1));
+}
 
-	if (session_settings)
-		pfree(session_settings);
-	session_settings = MemoryContextStrdup(TopMemoryContext, settings_fingerprint());
-	if (!producer_start(&error))
-	{
-		report(SHIPPER_STOPPED_ON_ERROR, psprintf("invalid Kafka configuration: %s", error));
-		return false;
-	}
+/* Acquires the shipper's slot (created if missing) and checks its plugin. */
+static void
+acquire_slot(void)
+{
 	ensure_slot();
 	ReplicationSlotAcquire(engage_slot_name, true);
-	engage_status_set_slot(engage_slot_name);
 	if (strcmp(NameStr(MyReplicationSlot->data.plugin), "engage_decoder") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("replication slot \"%s\" uses output plugin \"%s\", not engage_decoder",
 						engage_slot_name, NameStr(MyReplicationSlot->data.plugin)),
 				 errhint("Drop the slot or set engage.slot_name to another name.")));
-	options = list_make2(makeDefElem("tables", (Node *) makeString(engage_tables), -1),
-						 makeDefElem("transactions", (Node *) makeString("on"), -1));
-	ctx = CreateDecodingContext(InvalidXLogRecPtr, options, false,
+}
+
+/*
+ * Starts the producer and the decoding session, everything allocated in a
+ * new session context; false (reported) on failure.
+ */
+static bool
+session_start(void)
+{
+	char	   *error = NULL;
+	MemoryContext old;
+
+	session_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage shipper session",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(session_cxt);
+	session_settings = settings_fingerprint();
+	engage_status_session(engage_slot_name);
+	if (!producer_start(engage_brokers, engage_kafka_properties,
+						engage_poison_policy == ENGAGE_POISON_DEAD_LETTER ?
+						engage_dead_letter_topic : NULL, &error))
+	{
+		report(SHIPPER_STOPPED_ON_ERROR, psprintf("invalid Kafka configuration: %s", error));
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	acquire_slot();
+	ctx = CreateDecodingContext(InvalidXLogRecPtr, decoding_options(), false,
 								XL_ROUTINE(.page_read = read_local_xlog_page,
 										   .segment_open = wal_segment_open,
 										   .segment_close = wal_segment_close),
 								shipper_prepare_write, shipper_write, NULL);
+	check_handoff(ctx);
 	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
 	InvalidateSystemCaches();
 	CurrentResourceOwner = shipper_owner;
@@ -237,9 +304,10 @@ session_start(void)
 	engage_status_confirmed(confirmed);
 	tracker_reset();
 	in_txn = false;
-	report(SHIPPER_RUNNING, NULL);
+	show_state(SHIPPER_RUNNING);
 	ereport(LOG, (errmsg("pg_engage shipper: streaming slot \"%s\" from %X/%X to %s",
 						 engage_slot_name, LSN_FORMAT_ARGS(confirmed), engage_brokers)));
+	MemoryContextSwitchTo(old);
 	return true;
 }
 
@@ -267,18 +335,39 @@ confirm_progress(void)
 	}
 }
 
-/* Publishes counters and broker reachability to the status. */
+/*
+ * Publishes counters, broker reachability and the state to the status.  A
+ * reachable broker ends the previous trouble; an authentication failure is
+ * reported as such, once.
+ */
 static void
 publish_progress(void)
 {
 	int64		events;
 	int64		bytes;
-	bool		up = producer_broker_up();
+	const char *auth_error;
+	int			broker = producer_broker_state(&auth_error);
 
 	producer_take_counts(&events, &bytes);
 	engage_status_shipped(events, bytes, tracker_pending_events());
-	engage_status_broker(up);
-	engage_status_set_state(up ? SHIPPER_RUNNING : SHIPPER_WAITING_FOR_BROKER);
+	engage_status_broker(broker);
+	if (auth_error != NULL)
+	{
+		if (shown_state != SHIPPER_AUTH_FAILED)
+			report(SHIPPER_AUTH_FAILED, psprintf("Kafka authentication failed: %s", auth_error));
+		return;
+	}
+	if (broker == 0)
+	{
+		if (shown_state != SHIPPER_WAITING_FOR_BROKER)
+			ereport(LOG, (errmsg("pg_engage shipper: no Kafka broker of %s is reachable", engage_brokers)));
+		show_state(SHIPPER_WAITING_FOR_BROKER);
+		return;
+	}
+	if (shown_state != SHIPPER_RUNNING)
+		show_state(SHIPPER_RUNNING);
+	if (broker == 1)
+		engage_status_resolved();
 }
 
 /* Decodes WAL up to the flushed position, at most a batch; returns records read. */
@@ -318,7 +407,7 @@ reload_changed_settings(void)
 		return false;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
-	return strcmp(settings_fingerprint(), session_settings) != 0;
+	return settings_changed();
 }
 
 /* The main loop of a session, in loop_cxt reset every turn; returns why it ended. */
@@ -340,7 +429,7 @@ session_loop(MemoryContext loop_cxt)
 		if (reload_changed_settings())
 			return END_RELOAD;
 		n = decode_batch();
-		producer_poll(0);
+		serve_producer(0);
 		failure = producer_failure(error, sizeof(error));
 		if (failure == FAILURE_RETRY)
 		{
@@ -357,7 +446,7 @@ session_loop(MemoryContext loop_cxt)
 		if (n > 0)
 			continue;
 		if (tracker_pending_events() > 0)
-			producer_poll(engage_poll_interval_ms);
+			serve_producer(engage_poll_interval_ms);
 		else
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 engage_poll_interval_ms, PG_WAIT_EXTENSION);
@@ -367,21 +456,9 @@ session_loop(MemoryContext loop_cxt)
 }
 
 /*
- * Runs a session's loop.  The decoding context lives in TopMemoryContext,
- * never under loop_cxt, which each turn resets.
- */
-static SessionEnd
-session_run(MemoryContext loop_cxt)
-{
-	SessionEnd	end = session_loop(loop_cxt);
-
-	MemoryContextSwitchTo(TopMemoryContext);
-	return end;
-}
-
-/*
  * Ends a session.  With flush, waits (bounded) for Kafka to acknowledge what
- * is in flight and confirms it; otherwise drops it, to be replayed.
+ * is in flight and confirms it; otherwise drops it, to be replayed.  Then
+ * frees everything the session allocated.
  */
 static void
 session_end(bool flush)
@@ -389,11 +466,11 @@ session_end(bool flush)
 	if (flush && ctx != NULL)
 	{
 		producer_flush(engage_shutdown_timeout_ms);
-		producer_poll(0);
+		serve_producer(0);
 		confirm_progress();
 		publish_progress();
 	}
-	producer_stop(0);
+	producer_stop();
 	if (ctx != NULL)
 	{
 		FreeDecodingContext(ctx);
@@ -406,6 +483,10 @@ session_end(bool flush)
 	}
 	CurrentResourceOwner = shipper_owner;
 	tracker_reset();
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextDelete(session_cxt);
+	session_cxt = NULL;
+	session_settings = NULL;
 }
 
 /* Waits before the next session; returns early on shutdown or reload. */
@@ -466,10 +547,14 @@ ship(MemoryContext loop_cxt)
 		{
 			session_end(false);
 			wait_before_retry(&backoff_ms);
-			(void) reload_changed_settings();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
 			continue;
 		}
-		end = session_run(loop_cxt);
+		end = session_loop(loop_cxt);
 		session_end(end == END_SHUTDOWN || end == END_RELOAD);
 		/* The launcher starts a new worker for another database. */
 		if (!engage_enabled || strcmp(connected_db, engage_database) != 0)
@@ -500,7 +585,8 @@ engage_shipper_main(Datum arg)
 									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(TopMemoryContext);
 	engage_status_set_pid(MyProcPid);
-	engage_status_set_state(SHIPPER_STARTING);
+	before_shmem_exit(engage_status_clear_pid, (Datum) 0);
+	show_state(SHIPPER_STARTING);
 	PG_TRY();
 	{
 		ship(loop_cxt);
@@ -512,6 +598,5 @@ engage_shipper_main(Datum arg)
 	}
 	PG_END_TRY();
 	engage_status_set_state(SHIPPER_STOPPED);
-	engage_status_set_pid(0);
 	proc_exit(0);
 }

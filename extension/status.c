@@ -42,6 +42,7 @@ status_shmem_startup(void)
 		memset(status, 0, sizeof(EngageStatus));
 		SpinLockInit(&status->mutex);
 		status->state = SHIPPER_STOPPED;
+		status->broker_state = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -73,13 +74,41 @@ engage_status_set_pid(int pid)
 	SpinLockRelease(&status->mutex);
 }
 
-/* Records the last error and its time. */
+/* Clears the pid when the worker exits, however it exits (before_shmem_exit). */
+void
+engage_status_clear_pid(int code, Datum arg)
+{
+	if (status == NULL)
+		return;
+	SpinLockAcquire(&status->mutex);
+	if (status->pid == MyProcPid)
+	{
+		status->pid = 0;
+		status->started_at = 0;
+		status->in_flight = 0;
+		status->broker_state = -1;
+	}
+	SpinLockRelease(&status->mutex);
+}
+
+/* Records the current trouble and its time. */
 void
 engage_status_set_error(const char *error)
 {
 	SpinLockAcquire(&status->mutex);
 	strlcpy(status->last_error, error, sizeof(status->last_error));
 	status->last_error_at = GetCurrentTimestamp();
+	status->error_resolved_at = 0;
+	SpinLockRelease(&status->mutex);
+}
+
+/* Marks the last error as resolved (the trouble is over), once. */
+void
+engage_status_resolved(void)
+{
+	SpinLockAcquire(&status->mutex);
+	if (status->last_error[0] != '\0' && status->error_resolved_at == 0)
+		status->error_resolved_at = GetCurrentTimestamp();
 	SpinLockRelease(&status->mutex);
 }
 
@@ -103,21 +132,24 @@ engage_status_confirmed(XLogRecPtr lsn)
 	SpinLockRelease(&status->mutex);
 }
 
-/* Records the slot the shipper's session uses. */
+/* Records a new session on slot_name: nothing in flight, broker not known yet. */
 void
-engage_status_set_slot(const char *slot_name)
+engage_status_session(const char *slot_name)
 {
 	SpinLockAcquire(&status->mutex);
 	strlcpy(status->slot_name, slot_name, NAMEDATALEN);
+	status->sessions++;
+	status->in_flight = 0;
+	status->broker_state = -1;
 	SpinLockRelease(&status->mutex);
 }
 
-/* Records whether the producer reaches a broker. */
+/* Records whether the producer reaches a broker: 1, 0, or -1 (not known). */
 void
-engage_status_broker(bool up)
+engage_status_broker(int state)
 {
 	SpinLockAcquire(&status->mutex);
-	status->broker_up = up;
+	status->broker_state = state;
 	SpinLockRelease(&status->mutex);
 }
 
@@ -139,6 +171,8 @@ state_name(EngageShipperState state)
 			return "stopped on error";
 		case SHIPPER_WAITING_FOR_DATABASE:
 			return "waiting for database";
+		case SHIPPER_AUTH_FAILED:
+			return "authentication failed";
 	}
 	return "unknown";
 }
@@ -169,14 +203,54 @@ slot_confirmed(const char *name, XLogRecPtr fallback)
 	return result;
 }
 
-/* SQL: engage.shipper_status(), one row describing the shipper. */
+/* One column of engage.shipper_status(). */
+typedef struct StatusColumn
+{
+	const char *name;
+	Datum		value;
+	bool		isnull;
+} StatusColumn;
+
+#define STATUS_COLUMNS 14
+
+/* Fills the columns of the status row from a snapshot of the status. */
+static void
+status_columns(StatusColumn *cols, EngageStatus *snap, XLogRecPtr current)
+{
+	XLogRecPtr	confirmed = snap->confirmed_lsn;
+	StatusColumn c[STATUS_COLUMNS] = {
+		{"state", CStringGetTextDatum(state_name(snap->state)), false},
+		{"pid", Int32GetDatum(snap->pid), snap->pid == 0},
+		{"started_at", TimestampTzGetDatum(snap->started_at), snap->started_at == 0},
+		{"confirmed_lsn", LSNGetDatum(confirmed), confirmed == InvalidXLogRecPtr},
+		{"lag_bytes", Int64GetDatum((int64) (current - confirmed)), confirmed == InvalidXLogRecPtr},
+		{"events_shipped", Int64GetDatum(snap->events_shipped), false},
+		{"bytes_shipped", Int64GetDatum(snap->bytes_shipped), false},
+		{"in_flight", Int64GetDatum(snap->in_flight), false},
+		{"broker_reachable", BoolGetDatum(snap->broker_state == 1), snap->broker_state < 0},
+		{"last_error", CStringGetTextDatum(snap->last_error), snap->last_error[0] == '\0'},
+		{"last_error_at", TimestampTzGetDatum(snap->last_error_at), snap->last_error_at == 0},
+		{"error_resolved_at", TimestampTzGetDatum(snap->error_resolved_at), snap->error_resolved_at == 0},
+		{"slot_name", CStringGetTextDatum(snap->slot_name), false},
+		{"sessions", Int64GetDatum(snap->sessions), false},
+	};
+
+	memcpy(cols, c, sizeof(c));
+}
+
+/*
+ * SQL: engage.shipper_status(), one row describing the shipper.  Columns are
+ * filled by name, so that the SQL definition of an older release (before
+ * ALTER EXTENSION UPDATE) still gets right values from this library.
+ */
 Datum
 engage_shipper_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	EngageStatus snap;
-	Datum		values[12];
-	bool		nulls[12] = {0};
+	StatusColumn cols[STATUS_COLUMNS];
+	Datum	   *values;
+	bool	   *nulls;
 	XLogRecPtr	current;
 
 	if (status == NULL)
@@ -193,24 +267,20 @@ engage_shipper_status(PG_FUNCTION_ARGS)
 		strlcpy(snap.slot_name, engage_slot_name, NAMEDATALEN);
 	snap.confirmed_lsn = slot_confirmed(snap.slot_name, snap.confirmed_lsn);
 	current = RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : GetXLogInsertRecPtr();
+	status_columns(cols, &snap, current);
+	values = palloc(sizeof(Datum) * tupdesc->natts);
+	nulls = palloc(sizeof(bool) * tupdesc->natts);
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		const char *name = NameStr(TupleDescAttr(tupdesc, i)->attname);
 
-	values[0] = CStringGetTextDatum(state_name(snap.state));
-	values[1] = Int32GetDatum(snap.pid);
-	nulls[1] = snap.pid == 0;
-	values[2] = TimestampTzGetDatum(snap.started_at);
-	nulls[2] = snap.started_at == 0;
-	values[3] = LSNGetDatum(snap.confirmed_lsn);
-	nulls[3] = snap.confirmed_lsn == InvalidXLogRecPtr;
-	values[4] = Int64GetDatum(snap.confirmed_lsn ? (int64) (current - snap.confirmed_lsn) : 0);
-	nulls[4] = snap.confirmed_lsn == InvalidXLogRecPtr;
-	values[5] = Int64GetDatum(snap.events_shipped);
-	values[6] = Int64GetDatum(snap.bytes_shipped);
-	values[7] = Int64GetDatum(snap.in_flight);
-	values[8] = BoolGetDatum(snap.broker_up);
-	values[9] = CStringGetTextDatum(snap.last_error);
-	nulls[9] = snap.last_error[0] == '\0';
-	values[10] = TimestampTzGetDatum(snap.last_error_at);
-	nulls[10] = snap.last_error_at == 0;
-	values[11] = CStringGetTextDatum(snap.slot_name);
+		nulls[i] = true;
+		for (int c = 0; c < STATUS_COLUMNS; c++)
+			if (strcmp(name, cols[c].name) == 0)
+			{
+				values[i] = cols[c].value;
+				nulls[i] = cols[c].isnull;
+			}
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

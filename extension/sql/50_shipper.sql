@@ -2,7 +2,8 @@
 
 -- One row describing the shipper: its state, the slot position confirmed to
 -- PostgreSQL after Kafka acknowledged it, how far that is behind the WAL, what
--- was shipped, and the last error.
+-- was shipped, the last error and whether it is resolved, and how many
+-- sessions (starts, reloads, retries) the shipper has had.
 CREATE FUNCTION engage.shipper_status(
     OUT state text,
     OUT pid integer,
@@ -15,7 +16,9 @@ CREATE FUNCTION engage.shipper_status(
     OUT broker_reachable boolean,
     OUT last_error text,
     OUT last_error_at timestamptz,
-    OUT slot_name text)
+    OUT error_resolved_at timestamptz,
+    OUT slot_name text,
+    OUT sessions bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'engage_shipper_status';
