@@ -13,7 +13,10 @@
 # KAFKA_VERSION (override the version pinned in scripts/kafka/pom.xml),
 # KAFKA_PARTITIONS (num.partitions, default 3), KAFKA_CONTROLLER_PORT (default PORT+1000),
 # KAFKA_START_TIMEOUT (s, default 90), KAFKA_STOP_TIMEOUT (s, default 30),
-# KAFKA_HEAP (default -Xmx512m), JAVA (default java).
+# KAFKA_HEAP (default -Xmx512m), JAVA (default java),
+# KAFKA_SASL_PORT (also listen with SASL_PLAINTEXT, mechanism PLAIN, on this port when the
+# data dir is first formatted), KAFKA_SASL_USERS (its users, "name:password,...", default
+# "engage:engage-secret").
 # DIR layout: server.properties, data/ (KRaft log dir), kafka.pid, kafka.log (JVM stdout/stderr,
 # WARN+), server.log (log4j INFO+), format.log.
 set -euo pipefail
@@ -99,24 +102,41 @@ client_port() { listener_port "$1" PLAINTEXT; }
 # Succeed if the pinned version is 4.x or later (KRaft dynamic quorum, --standalone).
 is_kafka4() { [[ "$(kafka_version | cut -d. -f1)" -ge 4 ]]; }
 
+# Print the PLAIN JAAS line of the SASL listener for the users in $KAFKA_SASL_USERS.
+sasl_jaas() {
+  local users="${KAFKA_SASL_USERS:-engage:engage-secret}" entry line
+  line="listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required"
+  IFS=',' read -r -a entries <<<"$users"
+  for entry in "${entries[@]}"; do line+=" user_${entry%%:*}=\"${entry#*:}\""; done
+  echo "$line;"
+}
+
 # Write DIR/server.properties for a broker+controller on ports $2 (client) and $3 (controller).
 write_config() {
-  local dir="$1" port="$2" cport="$3"
+  local dir="$1" port="$2" cport="$3" sasl="" sasl_map=""
+  if [[ -n "${KAFKA_SASL_PORT:-}" ]]; then
+    sasl=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    sasl_map=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+  fi
   {
     echo "# written by scripts/kafka.sh for Kafka $(kafka_version)"
     echo "process.roles=broker,controller"
     echo "node.id=1"
-    echo "listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
-    echo "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    echo "listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport$sasl"
+    echo "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$sasl_map"
+    if [[ -n "$sasl" ]]; then
+      echo "sasl.enabled.mechanisms=PLAIN"
+      sasl_jaas
+    fi
     echo "inter.broker.listener.name=PLAINTEXT"
     echo "controller.listener.names=CONTROLLER"
     if is_kafka4; then
-      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport$sasl"
       echo "controller.quorum.bootstrap.servers=127.0.0.1:$cport"
       echo "share.coordinator.state.topic.replication.factor=1"
       echo "share.coordinator.state.topic.min.isr=1"
     else
-      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port"
+      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port$sasl"
       echo "controller.quorum.voters=1@127.0.0.1:$cport"
     fi
     echo "log.dirs=$dir/data"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of pg_engage on throwaway servers of its own: pg_regress,
-# pgTAP, the librdkafka/Kafka compatibility check and the integration tests
-# of the shipper against a real Kafka broker.  Installs what it needs first.
-# Usage: scripts/test.sh [regress|pgtap|compat|integration ...]
+# pgTAP, the update from the previous release, the librdkafka/Kafka
+# compatibility check and the integration tests of the shipper against a real
+# Kafka broker.  Installs what it needs first.
+# Usage: scripts/test.sh [regress|pgtap|upgrade|compat|integration ...]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -77,13 +78,14 @@ run_integration() {
 
 main() {
     local suites=("$@")
-    [ ${#suites[@]} -gt 0 ] || suites=(regress pgtap compat integration)
+    [ ${#suites[@]} -gt 0 ] || suites=(regress pgtap upgrade compat integration)
     ensure_packages
     build_install
     for s in "${suites[@]}"; do
         case $s in
             regress) suite regress run_regress ;;
             pgtap) suite pgtap run_pgtap ;;
+            upgrade) suite upgrade "$ROOT/test/upgrade/run.sh" ;;
             compat) suite kafka-compat "$ROOT/test/kafka_compat/run.sh" ;;
             integration) suite integration run_integration ;;
             *) die "unknown suite $s" ;;

@@ -11,6 +11,7 @@ import pytest
 from support import Broker, Cluster, port_free, wait_until
 
 KAFKA_PORT = 19392
+KAFKA_SASL_PORT = 19394
 FIRST_PG_PORT = 55500
 RUN_ID = uuid.uuid4().hex[:6]
 _clusters = []
@@ -39,10 +40,11 @@ def work_dir():
 
 @pytest.fixture(scope="session")
 def broker(work_dir):
-    """The Kafka broker of the session on port 19392 (start/stop/restart exposed)."""
-    if not port_free(KAFKA_PORT):
-        pytest.fail(f"port {KAFKA_PORT} is in use: cannot start the test broker")
-    b = Broker(work_dir / "kafka", KAFKA_PORT)
+    """The Kafka broker of the session on port 19392, SASL on 19394 (start/stop/restart exposed)."""
+    for port in (KAFKA_PORT, KAFKA_SASL_PORT):
+        if not port_free(port):
+            pytest.fail(f"port {port} is in use: cannot start the test broker")
+    b = Broker(work_dir / "kafka", KAFKA_PORT, KAFKA_SASL_PORT)
     b.start()
     yield b
     b.stop()

@@ -1,5 +1,6 @@
 """Helpers of the pg_engage integration suite: broker, clusters, reading and checking the stream."""
 import json
+import os
 import random
 import re
 import socket
@@ -92,14 +93,18 @@ class Event:
 class Broker:
     """The single Kafka broker of the session, run by scripts/kafka.sh."""
 
-    def __init__(self, directory, port):
+    def __init__(self, directory, port, sasl_port=None):
         self.dir = Path(directory)
         self.port = port
         self.bootstrap = f"127.0.0.1:{port}"
+        self.sasl_port = sasl_port  # SASL_PLAINTEXT, PLAIN, user engage / engage-secret
 
     def _kafka(self, *args):
         """Runs scripts/kafka.sh with args."""
-        return run([str(ROOT / "scripts/kafka.sh"), *args], timeout=240)
+        env = dict(os.environ)
+        if self.sasl_port:
+            env["KAFKA_SASL_PORT"] = str(self.sasl_port)
+        return run([str(ROOT / "scripts/kafka.sh"), *args], timeout=240, env=env)
 
     def start(self):
         """Starts (formats on first use) the broker and waits until it is ready."""

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# ALTER EXTENSION pg_engage UPDATE from the previous release, with data in it:
+# the updated database must hold the same data and rates, work, and consist of
+# exactly what a fresh install of the current release consists of.
+# Usage: test/upgrade/run.sh   (pg_engage installed, both versions' scripts)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+PORT=${UPGRADE_PORT:-55445}
+HERE=$ROOT/test/upgrade
+FROM=${UPGRADE_FROM:-0.1.0}
+TO=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/pg_engage.control")
+DIR=$(mktemp -d /tmp/pg_engage_upgrade.XXXXXX)
+chmod 755 "$DIR"
+trap 'cluster_stop "$DIR" immediate; rm -rf "$DIR"' EXIT
+
+cluster_init "$DIR" "$PORT" "shared_preload_libraries = 'pg_engage'" "engage.enabled = off"
+cluster_start "$DIR"
+sql() { local db=$1; shift; cluster_psql "$DIR" "$PORT" "$db" -At "$@"; }
+fail() { echo "upgrade test: FAIL: $*" >&2; exit 1; }
+
+sql postgres -c "CREATE DATABASE upgraded" -c "CREATE DATABASE fresh"
+sql upgraded -c "CREATE EXTENSION pg_engage VERSION '$FROM'" -f "$HERE/data.sql" >/dev/null
+sql fresh -c "CREATE EXTENSION pg_engage" -f "$HERE/data.sql" >/dev/null
+
+rates="SELECT campaign_id, hour, new_opens, new_clicks, new_conversions, cum_opens, cum_clicks,
+              cum_conversions, audience_size FROM engage.campaign_rates_hourly ORDER BY 1, 2"
+live="SELECT * FROM engage.campaign_rates(7)"
+rows="SELECT (SELECT count(*) FROM engage.members), (SELECT count(*) FROM engage.campaign_audience),
+             (SELECT count(*) FILTER (WHERE opened) FROM engage.campaign_audience)"
+before=$(sql upgraded -c "$rates" -c "$live" -c "$rows")
+
+sql upgraded -c "ALTER EXTENSION pg_engage UPDATE" >/dev/null
+version=$(sql upgraded -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_engage'")
+[ "$version" = "$TO" ] || fail "version after the update is $version, not $TO"
+
+after=$(sql upgraded -c "$rates" -c "$live" -c "$rows")
+[ "$before" = "$after" ] || fail "data or rates changed by the update:
+$(diff <(echo "$before") <(echo "$after"))"
+
+# What is pending in the journal rolls up the same way in both databases.
+sql upgraded -c "SELECT * FROM engage.rollup_rates()" >/dev/null
+sql fresh -c "SELECT * FROM engage.rollup_rates()" >/dev/null
+[ "$(sql upgraded -c "$rates" -c "$live")" = "$(sql fresh -c "$rates" -c "$live")" ] ||
+    fail "rates after a rollup differ between the updated and a fresh database"
+
+# It works: an event, the status view, a new campaign built.
+sql upgraded -c "SELECT engage.emit('upgrade.check', 'k', '{}')" >/dev/null || fail "engage.emit failed"
+sql upgraded -c "SELECT state, sessions FROM engage.shipper" >/dev/null || fail "engage.shipper failed"
+
+sql fresh -f "$HERE/describe.sql" >"$DIR/fresh.txt" || fail "could not describe the fresh install"
+sql upgraded -f "$HERE/describe.sql" >"$DIR/upgraded.txt" || fail "could not describe the updated install"
+grep -q '^function engage.emit' "$DIR/fresh.txt" || fail "the description lists no engage.emit"
+if ! diff -u "$DIR/fresh.txt" "$DIR/upgraded.txt" >"$DIR/objects.diff"; then
+    head -n 80 "$DIR/objects.diff"
+    fail "the updated extension differs from a fresh install (diff above: - fresh, + updated)"
+fi
+echo "upgrade test: $FROM -> $TO with data: same data and rates, same objects as a fresh install"
