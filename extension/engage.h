@@ -99,7 +99,7 @@ extern void tracker_reset(void);
 extern uint64 tracker_begin(void);
 extern void tracker_add(uint64 txn);
 extern void tracker_commit(uint64 txn, XLogRecPtr end_lsn);
-extern void tracker_acked(uint64 txn);
+extern void tracker_acked(uint64 txn, int64 events);
 extern bool tracker_empty(void);
 extern int64 tracker_pending_events(void);
 extern XLogRecPtr tracker_confirmable(void);
@@ -128,6 +128,13 @@ typedef enum EngageFailure
 	FAILURE_POISON				/* permanent for this event */
 } EngageFailure;
 
+/* Events of one tracked transaction acknowledged by Kafka. */
+typedef struct EngageAcks
+{
+	uint64		txn;
+	int64		events;
+} EngageAcks;
+
 typedef enum EngageSendResult
 {
 	SEND_OK,
@@ -140,7 +147,8 @@ extern bool producer_start(const char *brokers, const char *properties,
 						   const char *dead_letter, char **errmsg);
 extern void producer_stop(void);
 extern EngageSendResult producer_send(const EngageMessage *msg);
-extern int	producer_poll(int timeout_ms, const uint64 **acked);
+extern void producer_poll(int timeout_ms);
+extern int	producer_take_acks(const EngageAcks **acked);
 extern bool producer_flush(int timeout_ms);
 extern EngageFailure producer_failure(char *errbuf, int errlen);
 extern int	producer_broker_state(const char **auth_error);

@@ -57,7 +57,7 @@ static bool auth_failed = false;
 static char auth_msg[256];
 static bool stopping = false;
 static DeadLetter *dead_letters = NULL;
-static uint64 *acks = NULL;		/* transactions of acknowledged events */
+static EngageAcks *acks = NULL;	/* acknowledged events, per transaction */
 static int	nacks = 0;
 static int	acks_size = 0;
 static int64 acked_events = 0;	/* since the last producer_take_counts() */
@@ -158,14 +158,19 @@ queue_dead_letter(const char *topic, const char *reason, const void *key, size_t
 	return true;
 }
 
-/* Remembers that an event of txn was acknowledged. */
+/* Remembers that an event of txn was acknowledged (runs of one txn counted once). */
 static void
 note_ack(uint64 txn)
 {
+	if (nacks > 0 && acks[nacks - 1].txn == txn)
+	{
+		acks[nacks - 1].events++;
+		return;
+	}
 	if (nacks == acks_size)
 	{
-		int			size = acks_size ? acks_size * 2 : 4096;
-		uint64	   *grown = realloc(acks, sizeof(uint64) * size);
+		int			size = acks_size ? acks_size * 2 : 1024;
+		EngageAcks *grown = realloc(acks, sizeof(EngageAcks) * size);
 
 		if (grown == NULL)
 		{
@@ -175,7 +180,9 @@ note_ack(uint64 txn)
 		acks = grown;
 		acks_size = size;
 	}
-	acks[nacks++] = txn;
+	acks[nacks].txn = txn;
+	acks[nacks].events = 1;
+	nacks++;
 }
 
 /* Delivery report: acknowledge, or decide how the failure is handled. */
@@ -566,20 +573,28 @@ producer_send(const EngageMessage *msg)
 	return SEND_FAILED;
 }
 
-/*
- * Serves callbacks for up to timeout_ms, then sends any dead letters.
- * Returns the transactions of the events acknowledged since the last call
- * (one entry per event), valid until the next call.
- */
-int
-producer_poll(int timeout_ms, const uint64 **acked)
+/* Serves callbacks for up to timeout_ms, then sends any dead letters. */
+void
+producer_poll(int timeout_ms)
 {
-	nacks = 0;
 	rd_kafka_poll(producer, timeout_ms);
 	if (dead_letters != NULL)
 		send_dead_letters();
+}
+
+/*
+ * Hands over the events acknowledged since the last call, counted per
+ * transaction (also those served by producer_flush()); valid until the next
+ * poll or flush.
+ */
+int
+producer_take_acks(const EngageAcks **acked)
+{
+	int			n = nacks;
+
 	*acked = acks;
-	return nacks;
+	nacks = 0;
+	return n;
 }
 
 /* Waits up to timeout_ms for everything in flight; true when all delivered. */

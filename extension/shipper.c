@@ -119,11 +119,13 @@ write_kafka_log(void)
 static void
 serve_producer(int timeout_ms)
 {
-	const uint64 *acked;
-	int			n = producer_poll(timeout_ms, &acked);
+	const EngageAcks *acked;
+	int			n;
 
+	producer_poll(timeout_ms);
+	n = producer_take_acks(&acked);
 	for (int i = 0; i < n; i++)
-		tracker_acked(acked[i]);
+		tracker_acked(acked[i].txn, acked[i].events);
 	write_kafka_log();
 }
 

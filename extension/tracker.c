@@ -91,13 +91,13 @@ tracker_commit(uint64 txn, XLogRecPtr end_lsn)
 	t->committed = true;
 }
 
-/* Counts one acknowledged event of txn. */
+/* Counts acknowledged events of txn. */
 void
-tracker_acked(uint64 txn)
+tracker_acked(uint64 txn, int64 events)
 {
 	Assert(txn >= head && txn < tail);
-	slot_of(txn)->pending--;
-	pending_events--;
+	slot_of(txn)->pending -= events;
+	pending_events -= events;
 }
 
 /* True when no transaction is in flight. */
