@@ -132,37 +132,27 @@ COMMENT ON FUNCTION engage.journal_engagement_update() IS
 'Trigger: journal the first-touch changes of an updated campaign_audience row for engage.rollup_rates()';
 
 -- Journals the rows a statement inserted into or deleted from campaign_audience.
+-- Both triggers name their transition table changed_rows, so one statement
+-- serves both: the rows count +1 when inserted, -1 when deleted.
 CREATE FUNCTION engage.journal_membership_change()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
-        SELECT r.campaign_id, NULL, 0, 0, 0 FROM new_rows AS r GROUP BY r.campaign_id
-        UNION ALL
-        SELECT r.campaign_id, t.hour, sum(t.o), sum(t.c), sum(t.v)
-        FROM new_rows AS r
-        CROSS JOIN LATERAL (VALUES
-            (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
-            (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
-            (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
-        WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
-        GROUP BY r.campaign_id, t.hour;
-    ELSE
-        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
-        SELECT r.campaign_id, NULL, 0, 0, 0 FROM old_rows AS r GROUP BY r.campaign_id
-        UNION ALL
-        SELECT r.campaign_id, t.hour, -sum(t.o), -sum(t.c), -sum(t.v)
-        FROM old_rows AS r
-        CROSS JOIN LATERAL (VALUES
-            (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
-            (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
-            (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
-        WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
-        GROUP BY r.campaign_id, t.hour;
-    END IF;
+    INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+    SELECT r.campaign_id, NULL, 0, 0, 0 FROM changed_rows AS r GROUP BY r.campaign_id
+    UNION ALL
+    SELECT r.campaign_id, t.hour, v_sign * sum(t.o), v_sign * sum(t.c), v_sign * sum(t.v)
+    FROM changed_rows AS r
+    CROSS JOIN LATERAL (VALUES
+        (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
+        (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
+        (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
+    WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
+    GROUP BY r.campaign_id, t.hour;
     RETURN NULL;
 END
 $$;
@@ -172,12 +162,12 @@ COMMENT ON FUNCTION engage.journal_membership_change() IS
 
 CREATE TRIGGER campaign_audience_journal_insert
     AFTER INSERT ON engage.campaign_audience
-    REFERENCING NEW TABLE AS new_rows
+    REFERENCING NEW TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION engage.journal_membership_change();
 
 CREATE TRIGGER campaign_audience_journal_delete
     AFTER DELETE ON engage.campaign_audience
-    REFERENCING OLD TABLE AS old_rows
+    REFERENCING OLD TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION engage.journal_membership_change();
 
 CREATE TRIGGER campaign_audience_journal_update
