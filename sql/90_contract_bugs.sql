@@ -1,7 +1,11 @@
--- Known deviations of engage_decoder from the contract in README.md ("Event
--- records").  The expected output of this file is what the contract says,
--- NOT what the plugin does today: this test fails until the plugin is fixed.
--- Each case is independent and minimal.
+-- engage_decoder against its contract in README.md ("Event records"), on the
+-- cases where the plugin once broke it: shortest exact floats whatever
+-- extra_float_digits, one record per line, UTC designator on timestamptz
+-- beyond year 9999, message fields that cannot replace the record's own,
+-- empty entries in the tables option refused, stored generated columns in
+-- "new".  The expected output is what the contract says, which is what the
+-- plugin does now: a diff here is a regression.  Each case is independent
+-- and minimal.
 
 SELECT 'init' FROM pg_create_logical_replication_slot('regress_bugs', 'engage_decoder');
 CREATE TABLE engage.bugs (

@@ -2,6 +2,160 @@
 -- calls to fill a campaign's audience and to record what its members did.
 -- User documentation: docs/campaign_api.md.
 
+-- The internals of the API functions live outside the engage schema: the
+-- shipper captures engage.* by default, and the rollup's bookkeeping rows
+-- (40_rollup.sql) are not product data.
+--
+-- Privileges.  The API functions are not SECURITY DEFINER: they and the steps
+-- they call in engage_internal run with the caller's rights, and PostgreSQL
+-- checks EXECUTE on every nested call (a step revoked from PUBLIC makes the API
+-- function fail with "permission denied for function" for an ordinary role
+-- granted the tables), so whoever may call an API function must be able to
+-- execute its steps.  The steps therefore keep the default EXECUTE for PUBLIC;
+-- what guards them is the schema: PUBLIC has no USAGE on engage_internal, and
+-- a role that uses the API needs it anyway (the journal triggers of
+-- campaign_audience write engage_internal.rollup_journal as the writer, and
+-- rollup_rates() reads and writes the rollup's tables).  A step called
+-- directly can do nothing its caller could not do with plain SQL on the same
+-- tables.  (test/pgtap/steps.sql checks this design.)
+CREATE SCHEMA engage_internal;
+COMMENT ON SCHEMA engage_internal IS
+'pg_engage internals (steps of the API functions, rollup journal and state); not shipped';
+
+-- First build of an empty campaign: one member per dedupe key, at most need.
+--
+-- Nothing to skip, and no other builder can interfere (the caller holds the
+-- campaign's row lock).  The big statement is EXECUTEd so that it is always
+-- planned for the actual audience and limit (a cached generic plan cannot
+-- know whether 100 or all rows are wanted); plan_cache_mode is not changed for
+-- the whole function, which would re-plan every foreign key check.
+CREATE FUNCTION engage_internal.audience_first_build(
+    campaign bigint, audience bigint, need bigint, OUT added bigint, OUT last_key text)
+RETURNS record LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        EXECUTE $sql$
+            INSERT INTO engage.campaign_audience (campaign_id, member_id, email)
+            SELECT DISTINCT ON (engage.normalize_email(am.email))
+                   $1, am.member_id, engage.normalize_email(am.email)
+            FROM engage.audience_members AS am
+            WHERE am.audience_id = $2
+              AND engage.normalize_email(am.email) IS NOT NULL
+            ORDER BY engage.normalize_email(am.email), am.member_id
+            LIMIT $3                        -- NULL: LIMIT ALL
+        $sql$ USING campaign, audience, need;
+        GET DIAGNOSTICS added = ROW_COUNT;
+        -- The campaign was empty: its highest key is the last one added.
+        -- Only a walk stopped by the limit needs it (audience_skip_counts).
+        IF added = need THEN
+            SELECT max(ca.email) INTO last_key
+            FROM engage.campaign_audience AS ca
+            WHERE ca.campaign_id = campaign;
+        END IF;
+    EXCEPTION WHEN unique_violation THEN
+        -- Only possible when another transaction added members since our
+        -- snapshot (REPEATABLE READ, or a writer not using this function).
+        RAISE EXCEPTION 'campaign % audience changed concurrently', campaign
+            USING ERRCODE = 'serialization_failure',
+                  HINT = 'Retry the transaction.';
+    END;
+END
+$$;
+
+COMMENT ON FUNCTION engage_internal.audience_first_build(bigint, bigint, bigint) IS
+'Step of engage.build_campaign_audience: fill an empty campaign with one member per dedupe key, at most need (NULL: all); returns members added and, when the limit was reached, the highest key added';
+
+-- Top-up or repeat of a campaign that has members: skip members and keys
+-- already in the campaign, add at most need.
+--
+-- EXECUTEd for the same reason as the first build.  OFFSET 0 keeps each check
+-- a per-row index probe; as a join, lagging statistics right after a bulk
+-- build could make the planner loop over a materialized scan of the whole
+-- campaign for every row.
+CREATE FUNCTION engage_internal.audience_top_up(
+    campaign bigint,
+    audience bigint,
+    need bigint,
+    OUT added bigint,
+    OUT last_key text)
+RETURNS record LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE $sql$
+        WITH ins AS (
+            INSERT INTO engage.campaign_audience AS ca (campaign_id, member_id, email)
+            SELECT $1, pick.member_id, pick.email
+            FROM (
+                SELECT DISTINCT ON (engage.normalize_email(am.email))
+                       engage.normalize_email(am.email) AS email, am.member_id
+                FROM engage.audience_members AS am
+                WHERE am.audience_id = $2
+                  AND engage.normalize_email(am.email) IS NOT NULL
+                  AND NOT EXISTS (SELECT FROM engage.campaign_audience AS x
+                                  WHERE x.campaign_id = $1
+                                    AND x.member_id = am.member_id
+                                  OFFSET 0)
+                ORDER BY engage.normalize_email(am.email), am.member_id
+            ) AS pick
+            WHERE NOT EXISTS (SELECT FROM engage.campaign_audience AS x
+                              WHERE x.campaign_id = $1
+                                AND x.email = pick.email
+                              OFFSET 0)
+            ORDER BY pick.email
+            LIMIT $3                    -- NULL: LIMIT ALL
+            ON CONFLICT DO NOTHING      -- writers not using this function
+            RETURNING ca.email
+        )
+        SELECT count(*), max(ins.email) FROM ins
+    $sql$ INTO added, last_key USING campaign, audience, need;
+END
+$$;
+
+COMMENT ON FUNCTION engage_internal.audience_top_up(bigint, bigint, bigint) IS
+'Step of engage.build_campaign_audience: add to a campaign that has members at most need (NULL: all) members whose member and key are not in it yet; returns members added and the highest key added';
+
+-- The skip counts of a build that added members (need > 0 or NULL).
+--
+-- They cover the rows the walk went through.  A walk stopped by the limit went
+-- through the valid rows up to the last key it added; the invalid ones, which
+-- have no key, sit after all of them in the index.  A walk not stopped went
+-- through the whole audience.
+CREATE FUNCTION engage_internal.audience_skip_counts(
+    audience bigint,
+    need bigint,
+    added bigint,
+    last_key text,
+    OUT skipped_duplicates bigint,
+    OUT skipped_invalid bigint)
+RETURNS record LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_walked bigint;              -- valid audience rows the walk went through
+BEGIN
+    IF need IS NOT NULL AND added = need THEN
+        SELECT count(*) INTO v_walked
+        FROM engage.audience_members AS am
+        WHERE am.audience_id = audience
+          AND engage.normalize_email(am.email) IS NOT NULL
+          AND engage.normalize_email(am.email) <= last_key;
+        skipped_invalid := 0;
+    ELSE
+        SELECT count(*) INTO skipped_invalid
+        FROM engage.audience_members AS am
+        WHERE am.audience_id = audience
+          AND engage.normalize_email(am.email) IS NULL;
+        SELECT count(*) - skipped_invalid INTO v_walked
+        FROM engage.audience_members AS am
+        WHERE am.audience_id = audience;
+    END IF;
+    skipped_duplicates := greatest(v_walked - added, 0);
+END
+$$;
+
+COMMENT ON FUNCTION engage_internal.audience_skip_counts(bigint, bigint, bigint, text) IS
+'Step of engage.build_campaign_audience: audience rows the build went through that were skipped as duplicates or as invalid';
+
 -- Fill a campaign's audience from its audience, one member per normalized email.
 --
 -- Dedupe key: engage.normalize_email(email) (trimmed, lower-cased; NULL when
@@ -13,6 +167,10 @@
 -- audience.  max_members caps the total size of the campaign audience, so a
 -- repeated call with the same arguments adds nothing.  Concurrent builders of a
 -- campaign are serialized by a row lock on the campaign.
+--
+-- Steps: check the arguments, lock the campaign and see how much room is left
+-- (here), then the first build of an empty campaign (audience_first_build) or
+-- a top-up (audience_top_up), then the skip counts (audience_skip_counts).
 CREATE FUNCTION engage.build_campaign_audience(
     campaign_id bigint,
     max_members bigint DEFAULT NULL,
@@ -27,10 +185,9 @@ DECLARE
     v_campaign bigint := build_campaign_audience.campaign_id;
     v_audience bigint;
     v_sent     boolean;
-    v_present  bigint;            -- members already in the campaign
+    v_present  bigint;            -- members already in the campaign (no cap: 0 or 1, whether any)
     v_need     bigint;            -- members still to add; NULL: no limit
     v_last     text;              -- highest dedupe key added
-    v_walked   bigint;            -- valid audience rows the walk went through
 BEGIN
     IF v_campaign IS NULL THEN
         RAISE EXCEPTION 'campaign_id must not be NULL'
@@ -76,97 +233,25 @@ BEGIN
     END IF;
 
     IF v_need = 0 THEN
+        -- Full already: nothing added, no row walked, and no step called (so,
+        -- as before the split, a caller without USAGE on engage_internal gets
+        -- its zero counts).
         added := 0;
-    ELSIF v_present = 0 THEN
-        -- First build: nothing to skip, and no other builder can interfere.
-        -- The big statements are EXECUTEd so that they are always planned for
-        -- the actual audience and limit (a cached generic plan cannot know
-        -- whether 100 or all rows are wanted); plan_cache_mode is not changed
-        -- for the whole function, which would re-plan every foreign key check.
-        BEGIN
-            EXECUTE $sql$
-                INSERT INTO engage.campaign_audience (campaign_id, member_id, email)
-                SELECT DISTINCT ON (engage.normalize_email(am.email))
-                       $1, am.member_id, engage.normalize_email(am.email)
-                FROM engage.audience_members AS am
-                WHERE am.audience_id = $2
-                  AND engage.normalize_email(am.email) IS NOT NULL
-                ORDER BY engage.normalize_email(am.email), am.member_id
-                LIMIT $3                        -- NULL: LIMIT ALL
-            $sql$ USING v_campaign, v_audience, v_need;
-            GET DIAGNOSTICS added = ROW_COUNT;
-            -- The campaign was empty: its highest key is the last one added.
-            IF added = v_need THEN
-                SELECT max(ca.email) INTO v_last
-                FROM engage.campaign_audience AS ca
-                WHERE ca.campaign_id = v_campaign;
-            END IF;
-        EXCEPTION WHEN unique_violation THEN
-            -- Only possible when another transaction added members since our
-            -- snapshot (REPEATABLE READ, or a writer not using this function).
-            RAISE EXCEPTION 'campaign % audience changed concurrently', v_campaign
-                USING ERRCODE = 'serialization_failure',
-                      HINT = 'Retry the transaction.';
-        END;
-    ELSE
-        -- Top-up or repeat: skip members and keys already in the campaign.
-        -- OFFSET 0 keeps each check a per-row index probe; as a join, lagging
-        -- statistics right after a bulk build could make the planner loop
-        -- over a materialized scan of the whole campaign for every row.
-        EXECUTE $sql$
-            WITH ins AS (
-                INSERT INTO engage.campaign_audience AS ca (campaign_id, member_id, email)
-                SELECT $1, pick.member_id, pick.email
-                FROM (
-                    SELECT DISTINCT ON (engage.normalize_email(am.email))
-                           engage.normalize_email(am.email) AS email, am.member_id
-                    FROM engage.audience_members AS am
-                    WHERE am.audience_id = $2
-                      AND engage.normalize_email(am.email) IS NOT NULL
-                      AND NOT EXISTS (SELECT FROM engage.campaign_audience AS x
-                                      WHERE x.campaign_id = $1
-                                        AND x.member_id = am.member_id
-                                      OFFSET 0)
-                    ORDER BY engage.normalize_email(am.email), am.member_id
-                ) AS pick
-                WHERE NOT EXISTS (SELECT FROM engage.campaign_audience AS x
-                                  WHERE x.campaign_id = $1
-                                    AND x.email = pick.email
-                                  OFFSET 0)
-                ORDER BY pick.email
-                LIMIT $3                    -- NULL: LIMIT ALL
-                ON CONFLICT DO NOTHING      -- writers not using this function
-                RETURNING ca.email
-            )
-            SELECT count(*), max(ins.email) FROM ins
-        $sql$ INTO added, v_last USING v_campaign, v_audience, v_need;
+        skipped_duplicates := 0;
+        skipped_invalid := 0;
+        RETURN;
     END IF;
 
-    -- The skip counts cover the rows the walk went through.  A walk stopped by
-    -- the limit went through the valid rows up to the last key it added; the
-    -- invalid ones, which have no key, sit after all of them in the index.  A
-    -- walk not stopped went through the whole audience.
-    IF v_need = 0 THEN
-        v_walked := 0;
-        skipped_invalid := 0;
-    ELSIF v_need IS NOT NULL AND added = v_need THEN
-        SELECT count(*) INTO v_walked
-        FROM engage.audience_members AS am
-        WHERE am.audience_id = v_audience
-          AND engage.normalize_email(am.email) IS NOT NULL
-          AND engage.normalize_email(am.email) <= v_last;
-        skipped_invalid := 0;
+    IF v_present = 0 THEN
+        SELECT b.added, b.last_key INTO added, v_last
+        FROM engage_internal.audience_first_build(v_campaign, v_audience, v_need) AS b;
     ELSE
-        SELECT count(*) INTO skipped_invalid
-        FROM engage.audience_members AS am
-        WHERE am.audience_id = v_audience
-          AND engage.normalize_email(am.email) IS NULL;
-        SELECT count(*) - skipped_invalid INTO v_walked
-        FROM engage.audience_members AS am
-        WHERE am.audience_id = v_audience;
+        SELECT t.added, t.last_key INTO added, v_last
+        FROM engage_internal.audience_top_up(v_campaign, v_audience, v_need) AS t;
     END IF;
 
-    skipped_duplicates := greatest(v_walked - added, 0);
+    SELECT s.skipped_duplicates, s.skipped_invalid INTO skipped_duplicates, skipped_invalid
+    FROM engage_internal.audience_skip_counts(v_audience, v_need, added, v_last) AS s;
 END
 $$;
 

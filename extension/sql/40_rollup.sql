@@ -12,11 +12,6 @@
 -- entry is known to be consumed, so a run costs what is new, not the history.
 -- User documentation: docs/campaign_api.md.
 
--- Bookkeeping of the rollup lives outside the engage schema: the shipper
--- captures engage.* by default, and these rows are not product data.
-CREATE SCHEMA engage_internal;
-COMMENT ON SCHEMA engage_internal IS 'pg_engage bookkeeping (rollup journal and state); not shipped';
-
 -- Rate changes not yet rolled up: a work queue written by triggers.
 -- No primary key: entries are only ever read by the xid range and deleted in
 -- bulk, and an identity plus its index would cost every engagement event.
@@ -132,37 +127,27 @@ COMMENT ON FUNCTION engage.journal_engagement_update() IS
 'Trigger: journal the first-touch changes of an updated campaign_audience row for engage.rollup_rates()';
 
 -- Journals the rows a statement inserted into or deleted from campaign_audience.
+-- Both triggers name their transition table changed_rows, so one statement
+-- serves both: the rows count +1 when inserted, -1 when deleted.
 CREATE FUNCTION engage.journal_membership_change()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
-        SELECT r.campaign_id, NULL, 0, 0, 0 FROM new_rows AS r GROUP BY r.campaign_id
-        UNION ALL
-        SELECT r.campaign_id, t.hour, sum(t.o), sum(t.c), sum(t.v)
-        FROM new_rows AS r
-        CROSS JOIN LATERAL (VALUES
-            (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
-            (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
-            (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
-        WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
-        GROUP BY r.campaign_id, t.hour;
-    ELSE
-        INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
-        SELECT r.campaign_id, NULL, 0, 0, 0 FROM old_rows AS r GROUP BY r.campaign_id
-        UNION ALL
-        SELECT r.campaign_id, t.hour, -sum(t.o), -sum(t.c), -sum(t.v)
-        FROM old_rows AS r
-        CROSS JOIN LATERAL (VALUES
-            (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
-            (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
-            (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
-        WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
-        GROUP BY r.campaign_id, t.hour;
-    END IF;
+    INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
+    SELECT r.campaign_id, NULL, 0, 0, 0 FROM changed_rows AS r GROUP BY r.campaign_id
+    UNION ALL
+    SELECT r.campaign_id, t.hour, v_sign * sum(t.o), v_sign * sum(t.c), v_sign * sum(t.v)
+    FROM changed_rows AS r
+    CROSS JOIN LATERAL (VALUES
+        (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
+        (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
+        (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
+    WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
+    GROUP BY r.campaign_id, t.hour;
     RETURN NULL;
 END
 $$;
@@ -172,12 +157,12 @@ COMMENT ON FUNCTION engage.journal_membership_change() IS
 
 CREATE TRIGGER campaign_audience_journal_insert
     AFTER INSERT ON engage.campaign_audience
-    REFERENCING NEW TABLE AS new_rows
+    REFERENCING NEW TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION engage.journal_membership_change();
 
 CREATE TRIGGER campaign_audience_journal_delete
     AFTER DELETE ON engage.campaign_audience
-    REFERENCING OLD TABLE AS old_rows
+    REFERENCING OLD TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION engage.journal_membership_change();
 
 CREATE TRIGGER campaign_audience_journal_update
@@ -232,45 +217,36 @@ $$;
 COMMENT ON FUNCTION engage.campaign_rates(bigint) IS
 'Audience size, opens, clicks, conversions and open, click, click-to-open and conversion rates of a campaign, live (rates NULL when their denominator is 0)';
 
--- Fold the journal into campaign_rates_hourly: only what changed since the last run.
-CREATE FUNCTION engage.rollup_rates(
+-- Step 1 of engage.rollup_rates: consume the journal entries this statement
+-- can see (in-progress transactions' entries stay) from the mark low on, and
+-- add their deltas to the new counts of the hourly rows.
+--
+-- Returns what the other steps need: the entries consumed; per affected
+-- campaign (campaigns), the earliest hour whose cumulative values changed
+-- (from_hours) and whether its membership may have changed (resized); and the
+-- (campaign, hour) keys whose new counts changed (delta_campaigns,
+-- delta_hours).
+--
+-- EXECUTEd so that it is planned for the actual mark every time (a generic
+-- plan could prefer reading the whole journal).  Every statement of the
+-- rollup reads what changed through an index.  A sequential scan of the
+-- journal, which the planner may prefer when most live entries are new, would
+-- also read the space of entries consumed before (dead until vacuumed): its
+-- cost would grow with history.  The penalty that enable_seqscan = off puts on
+-- plans would also trigger JIT compilation, which costs more than these
+-- statements: hence the settings of this function and of the other rollup
+-- steps, the same as engage.rollup_rates's.
+CREATE FUNCTION engage_internal.rollup_take_journal(
+    low xid8,
     OUT processed_entries bigint,
-    OUT changed_campaigns bigint,
-    OUT changed_hours bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
--- Every statement here reads what changed through an index.  A sequential
--- scan of the journal, which the planner may prefer when most live entries are
--- new, would also read the space of entries consumed before (dead until
--- vacuumed): its cost would grow with history.  The penalty that setting puts
--- on plans would also trigger JIT compilation, which costs more than these
--- statements.
-SET enable_seqscan = off
-SET jit = off
+    OUT campaigns bigint[],
+    OUT from_hours timestamptz[],
+    OUT resized boolean[],
+    OUT delta_campaigns bigint[],
+    OUT delta_hours timestamptz[])
+RETURNS record LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_low      xid8;
-    v_high     xid8;
-    v_ids      bigint[];
-    v_from     timestamptz[];
-    v_resized  boolean[];
-    v_dcamp    bigint[];          -- (campaign, hour) keys whose new counts changed
-    v_dhour    timestamptz[];
 BEGIN
-    -- One rollup at a time.  An advisory lock (keyed on the journal's oid)
-    -- rather than a row lock: a rollup with nothing to do writes nothing.
-    PERFORM pg_advisory_xact_lock('engage_internal.rollup_journal'::regclass::oid::bigint);
-    SELECT s.processed_below INTO v_low FROM engage_internal.rollup_state AS s;
-
-    -- Taken before the journal is read: every transaction below this xmin had
-    -- ended before that, so the read below sees all of its entries.  (Taken
-    -- after the read, it could pass a transaction committed in between.)
-    v_high := greatest(v_low, pg_snapshot_xmin(pg_current_snapshot()));
-
-    -- Consume what is visible; in-progress transactions' entries stay.
-    -- EXECUTEd so that it is planned for the actual mark every time (a
-    -- generic plan could prefer reading the whole journal).
     EXECUTE $sql$
         WITH taken AS (
             DELETE FROM engage_internal.rollup_journal AS j
@@ -308,75 +284,160 @@ BEGIN
                (SELECT array_agg(d.campaign_id) FROM delta AS d),
                (SELECT array_agg(d.hour) FROM delta AS d)
         FROM affected AS af
-    $sql$ INTO processed_entries, v_ids, v_from, v_resized, v_dcamp, v_dhour USING v_low;
+    $sql$ INTO processed_entries, campaigns, from_hours, resized, delta_campaigns, delta_hours
+    USING low;
+END
+$$;
 
-    changed_campaigns := coalesce(cardinality(v_ids), 0);
+COMMENT ON FUNCTION engage_internal.rollup_take_journal(xid8) IS
+'Step of engage.rollup_rates: delete the visible journal entries from the mark on and add their deltas to the hourly new counts; returns the entries consumed, the affected campaigns with their first changed hour and whether they were resized, and the hours whose new counts changed';
+
+-- Step 2 of engage.rollup_rates: count the audience of the campaigns whose
+-- membership changed (or that have no size yet); the rates of all their hours
+-- follow.
+CREATE FUNCTION engage_internal.rollup_refresh_sizes(campaigns bigint[], resized boolean[])
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO engage_internal.rollup_audience_sizes AS s (campaign_id, audience_size)
+    SELECT a.campaign_id,
+           (SELECT count(*) FROM engage.campaign_audience AS ca
+            WHERE ca.campaign_id = a.campaign_id)
+    FROM unnest(campaigns, resized) AS a(campaign_id, is_resized)
+    WHERE a.is_resized
+       OR NOT EXISTS (SELECT FROM engage_internal.rollup_audience_sizes AS x
+                      WHERE x.campaign_id = a.campaign_id)
+    ON CONFLICT (campaign_id) DO UPDATE SET audience_size = EXCLUDED.audience_size
+    WHERE s.audience_size IS DISTINCT FROM EXCLUDED.audience_size;
+END
+$$;
+
+COMMENT ON FUNCTION engage_internal.rollup_refresh_sizes(bigint[], boolean[]) IS
+'Step of engage.rollup_rates: recount the audience size of the resized campaigns and of those without a size yet';
+
+-- Step 3 of engage.rollup_rates: drop the hours left with no activity, from
+-- each campaign's first changed hour on.
+CREATE FUNCTION engage_internal.rollup_drop_idle_hours(campaigns bigint[], from_hours timestamptz[])
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM engage.campaign_rates_hourly AS h
+    USING unnest(campaigns, from_hours) AS a(campaign_id, from_hour)
+    WHERE h.campaign_id = a.campaign_id
+      AND h.hour >= a.from_hour
+      AND h.new_opens = 0 AND h.new_clicks = 0 AND h.new_conversions = 0;
+END
+$$;
+
+COMMENT ON FUNCTION engage_internal.rollup_drop_idle_hours(bigint[], timestamptz[]) IS
+'Step of engage.rollup_rates: delete the hourly rows left without activity from each campaign''s first changed hour on';
+
+-- Step 4 of engage.rollup_rates: the cumulative counts and audience size of
+-- every hour from each campaign's first changed hour on, continuing from the
+-- hour before it.  Returns the hours written: those whose new counts changed
+-- (delta_campaigns, delta_hours; kept or dropped) and those whose cumulative
+-- values changed.
+CREATE FUNCTION engage_internal.rollup_recompute_cumulative(
+    campaigns bigint[],
+    from_hours timestamptz[],
+    delta_campaigns bigint[],
+    delta_hours timestamptz[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_changed bigint;
+BEGIN
+    WITH a AS (
+        SELECT u.campaign_id, u.from_hour, s.audience_size,
+               coalesce(b.cum_opens, 0) AS o,
+               coalesce(b.cum_clicks, 0) AS c,
+               coalesce(b.cum_conversions, 0) AS v
+        FROM unnest(campaigns, from_hours) AS u(campaign_id, from_hour)
+        JOIN engage_internal.rollup_audience_sizes AS s ON s.campaign_id = u.campaign_id
+        LEFT JOIN LATERAL (
+            SELECT p.cum_opens, p.cum_clicks, p.cum_conversions
+            FROM engage.campaign_rates_hourly AS p
+            WHERE p.campaign_id = u.campaign_id AND p.hour < u.from_hour
+            ORDER BY p.hour DESC
+            LIMIT 1) AS b ON true
+    ), calc AS (
+        SELECT h.campaign_id, h.hour, a.audience_size,
+               a.o + sum(h.new_opens) OVER w AS cum_opens,
+               a.c + sum(h.new_clicks) OVER w AS cum_clicks,
+               a.v + sum(h.new_conversions) OVER w AS cum_conversions
+        FROM a
+        JOIN engage.campaign_rates_hourly AS h
+          ON h.campaign_id = a.campaign_id AND h.hour >= a.from_hour
+        WINDOW w AS (PARTITION BY h.campaign_id ORDER BY h.hour
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    ), upd AS (
+        UPDATE engage.campaign_rates_hourly AS h SET
+            cum_opens       = calc.cum_opens,
+            cum_clicks      = calc.cum_clicks,
+            cum_conversions = calc.cum_conversions,
+            audience_size   = calc.audience_size
+        FROM calc
+        WHERE h.campaign_id = calc.campaign_id AND h.hour = calc.hour
+          AND (h.cum_opens, h.cum_clicks, h.cum_conversions, h.audience_size)
+              IS DISTINCT FROM
+              (calc.cum_opens, calc.cum_clicks, calc.cum_conversions, calc.audience_size)
+        RETURNING h.campaign_id, h.hour
+    )
+    SELECT count(*) INTO v_changed
+    FROM (SELECT upd.campaign_id, upd.hour FROM upd
+          UNION
+          SELECT d.campaign_id, d.hour FROM unnest(delta_campaigns, delta_hours) AS d(campaign_id, hour)) AS w;
+    RETURN v_changed;
+END
+$$;
+
+COMMENT ON FUNCTION engage_internal.rollup_recompute_cumulative(bigint[], timestamptz[], bigint[], timestamptz[]) IS
+'Step of engage.rollup_rates: recompute cumulative counts and audience sizes from each campaign''s first changed hour on; returns the hours written';
+
+-- Fold the journal into campaign_rates_hourly: only what changed since the last run.
+--
+-- Steps: take the lock and the mark (here), consume the journal into the new
+-- counts (rollup_take_journal), then for the affected campaigns refresh the
+-- audience sizes (rollup_refresh_sizes), drop idle hours
+-- (rollup_drop_idle_hours) and recompute the cumulative values
+-- (rollup_recompute_cumulative), and finally move the mark (here).
+CREATE FUNCTION engage.rollup_rates(
+    OUT processed_entries bigint,
+    OUT changed_campaigns bigint,
+    OUT changed_hours bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- No sequential scans and no JIT, for the reasons given at
+-- engage_internal.rollup_take_journal; the steps set the same themselves.
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    v_low  xid8;
+    v_high xid8;
+    v_take record;
+BEGIN
+    -- One rollup at a time.  An advisory lock (keyed on the journal's oid)
+    -- rather than a row lock: a rollup with nothing to do writes nothing.
+    PERFORM pg_advisory_xact_lock('engage_internal.rollup_journal'::regclass::oid::bigint);
+    SELECT s.processed_below INTO v_low FROM engage_internal.rollup_state AS s;
+
+    -- Taken before the journal is read: every transaction below this xmin had
+    -- ended before that, so the read below sees all of its entries.  (Taken
+    -- after the read, it could pass a transaction committed in between.)
+    v_high := greatest(v_low, pg_snapshot_xmin(pg_current_snapshot()));
+
+    SELECT * INTO v_take FROM engage_internal.rollup_take_journal(v_low);
+    processed_entries := v_take.processed_entries;
+    changed_campaigns := coalesce(cardinality(v_take.campaigns), 0);
     changed_hours := 0;
 
     IF changed_campaigns > 0 THEN
-        -- Count the audience of campaigns whose membership changed (or that
-        -- have no size yet); the rates of all their hours follow.
-        INSERT INTO engage_internal.rollup_audience_sizes AS s (campaign_id, audience_size)
-        SELECT a.campaign_id,
-               (SELECT count(*) FROM engage.campaign_audience AS ca
-                WHERE ca.campaign_id = a.campaign_id)
-        FROM unnest(v_ids, v_resized) AS a(campaign_id, resized)
-        WHERE a.resized
-           OR NOT EXISTS (SELECT FROM engage_internal.rollup_audience_sizes AS x
-                          WHERE x.campaign_id = a.campaign_id)
-        ON CONFLICT (campaign_id) DO UPDATE SET audience_size = EXCLUDED.audience_size
-        WHERE s.audience_size IS DISTINCT FROM EXCLUDED.audience_size;
-
-        -- Hours left with no activity are dropped.
-        DELETE FROM engage.campaign_rates_hourly AS h
-        USING unnest(v_ids, v_from) AS a(campaign_id, from_hour)
-        WHERE h.campaign_id = a.campaign_id
-          AND h.hour >= a.from_hour
-          AND h.new_opens = 0 AND h.new_clicks = 0 AND h.new_conversions = 0;
-
-        -- Cumulative counts from the first changed hour on, continuing from
-        -- the hour before it.
-        WITH a AS (
-            SELECT u.campaign_id, u.from_hour, s.audience_size,
-                   coalesce(b.cum_opens, 0) AS o,
-                   coalesce(b.cum_clicks, 0) AS c,
-                   coalesce(b.cum_conversions, 0) AS v
-            FROM unnest(v_ids, v_from) AS u(campaign_id, from_hour)
-            JOIN engage_internal.rollup_audience_sizes AS s ON s.campaign_id = u.campaign_id
-            LEFT JOIN LATERAL (
-                SELECT p.cum_opens, p.cum_clicks, p.cum_conversions
-                FROM engage.campaign_rates_hourly AS p
-                WHERE p.campaign_id = u.campaign_id AND p.hour < u.from_hour
-                ORDER BY p.hour DESC
-                LIMIT 1) AS b ON true
-        ), calc AS (
-            SELECT h.campaign_id, h.hour, a.audience_size,
-                   a.o + sum(h.new_opens) OVER w AS cum_opens,
-                   a.c + sum(h.new_clicks) OVER w AS cum_clicks,
-                   a.v + sum(h.new_conversions) OVER w AS cum_conversions
-            FROM a
-            JOIN engage.campaign_rates_hourly AS h
-              ON h.campaign_id = a.campaign_id AND h.hour >= a.from_hour
-            WINDOW w AS (PARTITION BY h.campaign_id ORDER BY h.hour
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-        ), upd AS (
-            UPDATE engage.campaign_rates_hourly AS h SET
-                cum_opens       = calc.cum_opens,
-                cum_clicks      = calc.cum_clicks,
-                cum_conversions = calc.cum_conversions,
-                audience_size   = calc.audience_size
-            FROM calc
-            WHERE h.campaign_id = calc.campaign_id AND h.hour = calc.hour
-              AND (h.cum_opens, h.cum_clicks, h.cum_conversions, h.audience_size)
-                  IS DISTINCT FROM
-                  (calc.cum_opens, calc.cum_clicks, calc.cum_conversions, calc.audience_size)
-            RETURNING h.campaign_id, h.hour
-        )
-        -- Hours written: new counts changed (kept or dropped), or cumulative ones.
-        SELECT count(*) INTO changed_hours
-        FROM (SELECT upd.campaign_id, upd.hour FROM upd
-              UNION
-              SELECT d.campaign_id, d.hour FROM unnest(v_dcamp, v_dhour) AS d(campaign_id, hour)) AS w;
+        PERFORM engage_internal.rollup_refresh_sizes(v_take.campaigns, v_take.resized);
+        PERFORM engage_internal.rollup_drop_idle_hours(v_take.campaigns, v_take.from_hours);
+        changed_hours := engage_internal.rollup_recompute_cumulative(
+            v_take.campaigns, v_take.from_hours, v_take.delta_campaigns, v_take.delta_hours);
     END IF;
 
     -- Only a rollup that consumed something moves the mark, so that one
