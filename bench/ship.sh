@@ -37,7 +37,7 @@
 # Usage (as root, from anywhere):  bench/ship.sh
 # Quick smoke run:  BENCH_ROWS=100000 BENCH_UPDATES=20000 BENCH_RUNS=1 \
 #                   BENCH_PGBENCH_SECONDS=10 BENCH_OVERHEAD_ROUNDS=1 BENCH_LATENCY_SECONDS=10 bench/ship.sh
-# Other knobs: BENCH_PORT (55492), BENCH_KAFKA_PORT (19492; the controller
+# Other knobs: BENCH_PORT (55492), BENCH_KAFKA_PORT (19692; the controller
 # listens on it + 1000), BENCH_MEMBERS (100000), BENCH_LATENCY_RATE (500
 # transactions/s), BENCH_NO_BUILD=1 or NO_BUILD=1 (use the installed build),
 # BENCH_KEEP=1 or KEEP=1 (leave the cluster and the broker running),
@@ -60,7 +60,7 @@ ROWS=${BENCH_ROWS:-1000000}
 UPDATES=${BENCH_UPDATES:-200000}
 RUNS=${BENCH_RUNS:-3}
 PORT=${BENCH_PORT:-55492}
-KAFKA_PORT=${BENCH_KAFKA_PORT:-19492}
+KAFKA_PORT=${BENCH_KAFKA_PORT:-19692}
 MEMBERS=${BENCH_MEMBERS:-100000}
 PGBENCH_SECONDS=${BENCH_PGBENCH_SECONDS:-60}
 OVERHEAD_ROUNDS=${BENCH_OVERHEAD_ROUNDS:-2}
@@ -77,8 +77,10 @@ done
 ((RUNS <= 15)) || die "BENCH_RUNS is at most 15 (two slots per round)"
 
 # Targets.
-MAX_SHIP_RATIO=2                # shipping time / pure decode time
-MAX_P99_MS=50                   # commit-to-acknowledgement p99
+MAX_SHIP_RATIO=1.5              # shipping time / pure decode time
+MAX_CPU_RATIO=1.5               # shipper CPU-seconds / pure decode CPU-seconds
+MAX_P99_MS=20                   # commit-to-acknowledgement p99
+MAX_HWM_MIB=64                  # shipper peak RSS on the backlog
 MAX_TPS_COST=5                  # % TPS the shipper may cost the source
 
 # shellcheck disable=SC2034  # read by ensure_packages
@@ -399,14 +401,21 @@ workload_sizes "$ROWS" "$UPDATES" "$MEMBERS"
 say "setup: $MEMBERS members, $AUDIENCES audiences, $CAMPAIGNS campaigns x $MEMBERS audience rows"
 { workload_setup_sql; cat <<SQL; } | psql_bench
 CREATE SCHEMA bench;
--- Runs query (one row: two bigints) and times it inside the server.
-CREATE FUNCTION bench.timed(query text, OUT n bigint, OUT bytes bigint, OUT ms float8)
+-- CPU seconds (user + system) this backend has used so far.
+CREATE FUNCTION bench.cpu_s() RETURNS float8 LANGUAGE sql AS \$\$
+    SELECT (f[12]::float8 + f[13]::float8) / 100
+      FROM (SELECT regexp_split_to_array(split_part(pg_read_file('/proc/self/stat'), ') ', 2), ' ') AS f) AS s
+\$\$;
+-- Runs query (one row: two bigints) and times it inside the server, wall and CPU.
+CREATE FUNCTION bench.timed(query text, OUT n bigint, OUT bytes bigint, OUT ms float8, OUT cpu_s float8)
 LANGUAGE plpgsql AS \$\$
 DECLARE
     t0 timestamptz := clock_timestamp();
+    c0 float8 := bench.cpu_s();
 BEGIN
     EXECUTE query INTO n, bytes;
     ms := 1000 * extract(epoch FROM clock_timestamp() - t0);
+    cpu_s := bench.cpu_s() - c0;
 END
 \$\$;
 SQL
@@ -439,17 +448,19 @@ for ((r = 1; r <= RUNS; r++)); do
     py make-topics 3 CreateTime "ship$r.audience_members" "ship$r.campaign_audience"
 done
 PEEK="SELECT count(*), sum(octet_length(data)) FROM pg_logical_slot_peek_changes('bench_sql', '$END_LSN', NULL)"
-DECODE_S='' SHIP_S='' RECV_S='' SHIP_JSON=() KAFKA_COUNTS=()
+DECODE_S='' DECODE_CPU='' SHIP_S='' RECV_S='' SHIP_JSON=() KAFKA_COUNTS=()
 METHODS=(decode ship recv)
 for ((r = 1; r <= RUNS; r++)); do
     for ((i = 0; i < 3; i++)); do
         m=${METHODS[$(( (r - 1 + i) % 3 ))]} extra=
         case $m in
             decode)
-                IFS='|' read -r n _ ms <<<"$(sql1 "SELECT * FROM bench.timed(\$q\$$PEEK\$q\$)")"
+                IFS='|' read -r n _ ms cpu <<<"$(sql1 "SELECT * FROM bench.timed(\$q\$$PEEK\$q\$)")"
                 [ "$n" = "$CHANGES" ] || die "pure decode gave $n records, expected $CHANGES"
                 s=$(awk -v ms="$ms" 'BEGIN { printf "%.3f", ms / 1000 }')
                 DECODE_S+="$s "
+                DECODE_CPU+="$cpu "
+                extra="(CPU s: $cpu)"
                 ;;
             ship)
                 engage_set engage.slot_name "ship_$r" engage.topic_prefix "ship$r"
@@ -493,37 +504,51 @@ done
 say "shipper states seen: $(jget "${SHIP_JSON[0]}" states)"
 
 # --- Latency. -------------------------------------------------------------------
-# A fresh slot at the current position, so that nothing is in backlog.
-sql1 "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots" >/dev/null
-py make-topics 3 LogAppendTime lat.members
-engage_set engage.topic_prefix lat
-shipper_on engage_shipper
-# librdkafka looks up a topic it has not produced to yet about once a second,
-# so the first event of each topic in a shipper session waits up to ~1 s.  One
-# warm-up event (left out of the figures, reported apart) gets that done first.
-WARM_LSN=$(sql1 "INSERT INTO engage.members (name) VALUES ('latency warm-up');
-                 SELECT pg_current_wal_insert_lsn()")
-wait_for "the shipper to acknowledge the warm-up event" 60 \
-    "SELECT confirmed_lsn >= '$WARM_LSN' AND in_flight = 0 FROM engage.shipper"
+# Twice: with engage.wake_on_commit (committing backends wake the shipper) and
+# without (the shipper finds commits at its next engage.poll_interval).
 cat >"$DIR/latency.sql" <<SQL
 INSERT INTO engage.members (name, email, contact)
 SELECT 'latency ' || g, 'latency' || g || '@example.com', NULL FROM generate_series(1, $LATENCY_ROWS) g;
 SQL
-say "latency: pgbench -R $LATENCY_RATE -T $LATENCY_SECONDS, 2 clients, $LATENCY_ROWS inserts per transaction"
-LAT_OUT=$("$PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -c 2 -j 2 -M prepared \
-    -R "$LATENCY_RATE" -T "$LATENCY_SECONDS" -f "$DIR/latency.sql" bench 2>&1) ||
-    { echo "$LAT_OUT" >&2; die "pgbench (latency) failed"; }
-LAT_TXNS=$(awk '/number of transactions actually processed/ { split($NF, a, "/"); print a[1] }' <<<"$LAT_OUT")
-LAT_END=$(sql1 "SELECT pg_current_wal_insert_lsn()")
-psql_bench -c "CHECKPOINT"
-wait_for "the shipper to acknowledge the latency run" 300 \
-    "SELECT confirmed_lsn >= '$LAT_END' AND in_flight = 0 FROM engage.shipper"
-LAT_JSON=$(py latency lat)
-LAT_EXPECTED=$((LAT_TXNS * LATENCY_ROWS))
-[ "$(jget "$LAT_JSON" count)" = "$LAT_EXPECTED" ] ||
-    say "WARNING: latency topic holds $(jget "$LAT_JSON" count) events, pgbench inserted $LAT_EXPECTED"
-shipper_off
-sql1 "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots" >/dev/null
+# Runs pgbench at the latency rate with wake_on_commit $1 into topic prefix $2; sets
+# LAT_RESULT (the latencies, JSON) and LAT_TXNS.
+latency_run() {
+    local wake=$1 prefix=$2 out txns end warm j
+    # A fresh slot at the current position, so that nothing is in backlog.
+    sql1 "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots" >/dev/null
+    py make-topics 3 LogAppendTime "$prefix.members"
+    engage_set engage.topic_prefix "$prefix" engage.wake_on_commit "$wake"
+    shipper_on engage_shipper
+    # librdkafka looks up a topic it has not produced to yet about once a second,
+    # so the first event of each topic in a shipper session waits up to ~1 s.  One
+    # warm-up event (left out of the figures, reported apart) gets that done first.
+    warm=$(sql1 "INSERT INTO engage.members (name) VALUES ('latency warm-up');
+                 SELECT pg_current_wal_insert_lsn()")
+    wait_for "the shipper to acknowledge the warm-up event" 60 \
+        "SELECT confirmed_lsn >= '$warm' AND in_flight = 0 FROM engage.shipper"
+    say "latency (wake_on_commit $wake): pgbench -R $LATENCY_RATE -T $LATENCY_SECONDS, 2 clients," \
+        "$LATENCY_ROWS inserts per transaction"
+    out=$("$PGBIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -c 2 -j 2 -M prepared \
+        -R "$LATENCY_RATE" -T "$LATENCY_SECONDS" -f "$DIR/latency.sql" bench 2>&1) ||
+        { echo "$out" >&2; die "pgbench (latency) failed"; }
+    txns=$(awk '/number of transactions actually processed/ { split($NF, a, "/"); print a[1] }' <<<"$out")
+    end=$(sql1 "SELECT pg_current_wal_insert_lsn()")
+    psql_bench -c "CHECKPOINT"
+    wait_for "the shipper to acknowledge the latency run" 300 \
+        "SELECT confirmed_lsn >= '$end' AND in_flight = 0 FROM engage.shipper"
+    j=$(py latency "$prefix")
+    [ "$(jget "$j" count)" = "$((txns * LATENCY_ROWS))" ] ||
+        say "WARNING: latency topic holds $(jget "$j" count) events, pgbench inserted $((txns * LATENCY_ROWS))"
+    shipper_off
+    sql1 "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots" >/dev/null
+    LAT_TXNS=$txns
+    LAT_RESULT=$j
+}
+latency_run off latoff
+LAT_OFF_JSON=$LAT_RESULT
+latency_run on lat
+LAT_JSON=$LAT_RESULT
+engage_set engage.wake_on_commit on
 
 # --- Source overhead. -----------------------------------------------------------
 cat >"$DIR/overhead.sql" <<SQL
@@ -621,6 +646,11 @@ rate() { commas "$(awk -v c="$CHANGES" -v s="$1" 'BEGIN { printf "%.0f", c / s }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 verdict() { if [ "$1" = 1 ]; then echo PASS; else echo FAIL; fi; }
 V_RATIO=$(verdict "$(awk -v r="$RATIO" -v m="$MAX_SHIP_RATIO" 'BEGIN { print (r <= m) }')")
+DECODE_CPU_MED=$(median "$DECODE_CPU")
+SHIPPER_CPU_MED=$(median "$RUN_SHIPPER_CPU")
+CPU_RATIO=$(awk -v s="$SHIPPER_CPU_MED" -v d="$DECODE_CPU_MED" 'BEGIN { printf "%.2f", s / d }')
+V_CPU=$(verdict "$(awk -v r="$CPU_RATIO" -v m="$MAX_CPU_RATIO" 'BEGIN { print (r <= m) }')")
+V_HWM=$(verdict "$(awk -v k="$PEAK_HWM" -v m="$MAX_HWM_MIB" 'BEGIN { print (k / 1024 <= m) }')")
 V_COUNT=$(verdict "$(( KAFKA_MIN >= CHANGES ))")
 P99=$(jget "$LAT_JSON" p99_ms)
 V_P99=$(verdict "$(awk -v p="$P99" -v m="$MAX_P99_MS" 'BEGIN { print (p <= m) }')")
@@ -641,21 +671,24 @@ echo "| the same, fastest runs (the least disturbed by other jobs) | $(awk -v s=
 echo "| messages in Kafka per shipper round (watermarks) | $(commas "$KAFKA_MIN") (fewest of $RUNS) | >= $(commas "$CHANGES") | $V_COUNT |"
 echo "| shipper: enable to first acknowledgement | $(median "$FIRST_ACK") s (runs ${FIRST_ACK% }) | | |"
 echo "| shipper: first to last acknowledgement | $(rate "$(median "$STREAM_S")") changes/s ($(median "$STREAM_S") s; runs ${STREAM_S% }) | | |"
-echo "| CPU during shipping: shipper process / Kafka broker | $(median "$RUN_SHIPPER_CPU") s / $(median "$RUN_BROKER_CPU") s (medians) | | |"
+echo "| CPU: pure decode (its backend) | $DECODE_CPU_MED s (runs ${DECODE_CPU% }) | | |"
+echo "| CPU during shipping: shipper process (all threads) / Kafka broker | $SHIPPER_CPU_MED s (runs ${RUN_SHIPPER_CPU% }) / $(median "$RUN_BROKER_CPU") s (medians) | | |"
+echo "| shipper CPU / pure decode CPU | ${CPU_RATIO}x | <= ${MAX_CPU_RATIO}x | $V_CPU |"
 echo "| walsender: pg_recvlogical -f /dev/null to end LSN | $(rate "$RECV_MED") changes/s ($RECV_MED s; runs $RECV_S) | for the record | |"
 echo "| walsender time / pure decode time (medians; fastest runs) | $(awk -v s="$RECV_MED" -v d="$DECODE_MED" 'BEGIN { printf "%.2fx", s / d }'); $(awk -v s="$(fastest "$RECV_S")" -v d="$(fastest "$DECODE_S")" 'BEGIN { printf "%.2fx", s / d }') | | |"
 echo "| commit-to-ack latency at $(commas "$LAT_RATE") changes/s: p50 / p99 / max | $(jget "$LAT_JSON" p50_ms) / $P99 / $(jget "$LAT_JSON" max_ms) ms ($(commas "$(jget "$LAT_JSON" count)") events) | p99 <= $MAX_P99_MS ms | $V_P99 |"
+echo "| the same without engage.wake_on_commit (poll every 10 ms): p50 / p99 / max | $(jget "$LAT_OFF_JSON" p50_ms) / $(jget "$LAT_OFF_JSON" p99_ms) / $(jget "$LAT_OFF_JSON" max_ms) ms ($(commas "$(jget "$LAT_OFF_JSON" count)") events) | for comparison | |"
 echo "| latency of a topic's first event in a shipper session (warm-up, left out above) | $(jget "$LAT_JSON" warmup_ms) ms | | |"
 echo "| pgbench TPS, no slot | $NONE_TPS (runs ${TPS[none]% }; broker CPU ${BROKER_CPU[none]% } s) | | |"
 echo "| pgbench TPS, shipper running | $SHIP_TPS (runs ${TPS[shipper]% }; cost ${SHIP_COST}%; CPU s: shipper ${CAPTURE_CPU[shipper]% }, broker ${BROKER_CPU[shipper]% }) | cost <= ${MAX_TPS_COST}% | $V_TPS |"
 echo "| pgbench TPS, wal2json + pg_recvlogical | $W2J_TPS (runs ${TPS[wal2json]% }; cost ${W2J_COST}%; CPU s: walsender + pg_recvlogical ${CAPTURE_CPU[wal2json]% }) | for comparison | |"
-echo "| shipper memory, peak (throughput runs) | VmHWM $(mib "$PEAK_HWM") MiB; VmRSS $(mib "$PEAK_RSS") MiB, of it private (RssAnon) $(mib "$PEAK_ANON") MiB | none | |"
+echo "| shipper memory, peak (throughput runs) | VmHWM $(mib "$PEAK_HWM") MiB; VmRSS $(mib "$PEAK_RSS") MiB, of it private (RssAnon) $(mib "$PEAK_ANON") MiB | VmHWM <= $MAX_HWM_MIB MiB | $V_HWM |"
 echo
 echo "Shipper lag at the end of each pgbench run (bytes): ${SHIPPER_LAG% }"
 echo "Whole machine busy during the pgbench runs (%, every job on it, in run order): ${MACHINE_BUSY% }"
 echo "pg_engage lines in the server log (count, message):"
 grep -E 'pg_engage|ERROR|WARNING|FATAL|PANIC' "$DIR/server.log" | sed -E 's/^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] //' |
     sort | uniq -c | sort -rn | head -n 30 || true
-[ "$V_RATIO$V_COUNT$V_P99$V_TPS" = PASSPASSPASSPASS ] || exit 3
+[ "$V_RATIO$V_CPU$V_COUNT$V_P99$V_HWM$V_TPS" = PASSPASSPASSPASSPASSPASS ] || exit 3
 exit 0
 }

@@ -35,6 +35,7 @@ extern char *engage_tables;
 extern char *engage_kafka_properties;
 extern int	engage_poll_interval_ms;
 extern int	engage_shutdown_timeout_ms;
+extern bool engage_wake_on_commit;
 extern int	engage_poison_policy;
 extern char *engage_dead_letter_topic;
 
@@ -76,6 +77,7 @@ typedef struct EngageStatus
 	char		last_error[512];
 	TimestampTz last_error_at;
 	TimestampTz error_resolved_at;	/* 0 while last_error is current */
+	struct Latch *shipper_latch;	/* set by committing backends; NULL when none */
 } EngageStatus;
 
 /* status.c */
@@ -90,6 +92,7 @@ extern void engage_status_session(const char *slot_name);
 extern void engage_status_broker(int state);
 extern void engage_status_set_pid(int pid);
 extern void engage_status_clear_pid(int code, Datum arg);
+extern void engage_status_wake_shipper(void);
 
 /* launcher.c */
 extern void engage_register_launcher(void);

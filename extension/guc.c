@@ -19,6 +19,7 @@ char	   *engage_tables = NULL;
 char	   *engage_kafka_properties = NULL;
 int			engage_poll_interval_ms = 10;
 int			engage_shutdown_timeout_ms = 10000;
+bool		engage_wake_on_commit = true;
 int			engage_poison_policy = ENGAGE_POISON_STOP;
 char	   *engage_dead_letter_topic = NULL;
 
@@ -154,5 +155,8 @@ engage_define_settings(void)
 							gettext_noop("How long a stopping shipper waits for Kafka to acknowledge what is in flight."),
 							NULL, &engage_shutdown_timeout_ms, 10000, 0, 600000, PGC_SIGHUP,
 							GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomBoolVariable("engage.wake_on_commit",
+							 gettext_noop("Committing backends wake the shipper instead of letting it wait for its next poll."),
+							 NULL, &engage_wake_on_commit, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("engage");
 }

@@ -5,6 +5,8 @@
  */
 #include "engage.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -25,6 +27,23 @@ engage_shmem_request(void)
 }
 
 /*
+ * After a commit that wrote a commit record (its WAL flushed, under
+ * synchronous_commit), wakes the shipper instead of letting it wait for its
+ * next poll.  Runs in every backend, since the library is preloaded.
+ */
+static void
+wake_shipper_on_commit(XactEvent event, void *arg)
+{
+	static XLogRecPtr last_commit_end = InvalidXLogRecPtr;
+
+	if (event != XACT_EVENT_COMMIT || XactLastCommitEnd == last_commit_end)
+		return;
+	last_commit_end = XactLastCommitEnd;
+	if (engage_wake_on_commit)
+		engage_status_wake_shipper();
+}
+
+/*
  * Library load.  The settings always exist; the shipper needs the library in
  * shared_preload_libraries, and only then is it started.
  */
@@ -40,4 +59,5 @@ _PG_init(void)
 	shmem_request_hook = engage_shmem_request;
 	engage_status_startup();
 	engage_register_launcher();
+	RegisterXactCallback(wake_shipper_on_commit, NULL);
 }

@@ -10,6 +10,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "replication/slot.h"
 #include "storage/shmem.h"
@@ -64,14 +65,33 @@ engage_status_set_state(EngageShipperState state)
 	SpinLockRelease(&status->mutex);
 }
 
-/* Records the shipper's pid and start time (pid 0: not running). */
+/* Records the shipper's pid, start time and latch (pid 0: not running). */
 void
 engage_status_set_pid(int pid)
 {
 	SpinLockAcquire(&status->mutex);
 	status->pid = pid;
 	status->started_at = pid ? GetCurrentTimestamp() : 0;
+	status->shipper_latch = pid ? MyLatch : NULL;
 	SpinLockRelease(&status->mutex);
+}
+
+/*
+ * Wakes the shipper (from a committing backend): its WAL is flushed, so
+ * there may be events to ship now rather than at the next poll.  Read
+ * without the lock, on every commit: a pointer is read whole, and a stale one
+ * still points at a latch in shared memory (the worst is a spurious wakeup).
+ */
+void
+engage_status_wake_shipper(void)
+{
+	struct Latch *latch;
+
+	if (status == NULL)
+		return;
+	latch = ((volatile EngageStatus *) status)->shipper_latch;
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /* Clears the pid when the worker exits, however it exits (before_shmem_exit). */
@@ -85,6 +105,7 @@ engage_status_clear_pid(int code, Datum arg)
 	{
 		status->pid = 0;
 		status->started_at = 0;
+		status->shipper_latch = NULL;
 		status->in_flight = 0;
 		status->broker_state = -1;
 	}
