@@ -10,7 +10,7 @@ OBJS       = $(patsubst %.c,%.o,$(wildcard extension/*.c))
 # The install script is generated from the ordered parts under extension/sql.
 SQL_PARTS  = $(sort $(wildcard extension/sql/*.sql))
 DATA_built = pg_engage--$(EXTVERSION).sql
-DATA       = $(wildcard extension/upgrade/pg_engage--*.sql)
+DATA       = $(wildcard extension/upgrade/pg_engage--*--*.sql)
 
 RDKAFKA_CFLAGS := $(shell pkg-config --cflags rdkafka 2>/dev/null)
 RDKAFKA_LIBS   := $(shell pkg-config --libs rdkafka 2>/dev/null || echo -lrdkafka)

@@ -2,22 +2,38 @@
 # ALTER EXTENSION pg_engage UPDATE from the previous release, with data in it:
 # the updated database must hold the same data and rates, work, and consist of
 # exactly what a fresh install of the current release consists of.
-# Usage: test/upgrade/run.sh   (pg_engage installed, both versions' scripts)
+# The previous release's install script is rebuilt from its commit in git
+# history (releases below) and installed beside the current one.
+# Usage: test/upgrade/run.sh   (pg_engage installed; a clone with history)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 PORT=${UPGRADE_PORT:-55445}
 HERE=$ROOT/test/upgrade
 FROM=${UPGRADE_FROM:-0.1.0}
+# The commit of each release.
+declare -A RELEASES=([0.1.0]=7f81dc8)
 TO=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/pg_engage.control")
 DIR=$(mktemp -d /tmp/pg_engage_upgrade.XXXXXX)
 chmod 755 "$DIR"
 trap 'cluster_stop "$DIR" immediate; rm -rf "$DIR"' EXIT
+fail() { echo "upgrade test: FAIL: $*" >&2; exit 1; }
 
+# Installs the install script of release $FROM, as its commit built it.
+install_previous() {
+    local commit=${RELEASES[$FROM]:-} parts
+    [ -n "$commit" ] || fail "no commit known for release $FROM"
+    git -C "$ROOT" cat-file -e "$commit^{commit}" 2>/dev/null ||
+        fail "commit $commit of release $FROM is not in this clone (a shallow clone? fetch its history)"
+    parts=$(git -C "$ROOT" ls-tree --name-only "$commit" extension/sql/ | sort)
+    for p in $parts; do git -C "$ROOT" show "$commit:$p"; done \
+        >"$("$PGBIN/pg_config" --sharedir)/extension/pg_engage--$FROM.sql"
+}
+
+install_previous
 cluster_init "$DIR" "$PORT" "shared_preload_libraries = 'pg_engage'" "engage.enabled = off"
 cluster_start "$DIR"
 sql() { local db=$1; shift; cluster_psql "$DIR" "$PORT" "$db" -At "$@"; }
-fail() { echo "upgrade test: FAIL: $*" >&2; exit 1; }
 
 sql postgres -c "CREATE DATABASE upgraded" -c "CREATE DATABASE fresh"
 sql upgraded -c "CREATE EXTENSION pg_engage VERSION '$FROM'" -f "$HERE/data.sql" >/dev/null
