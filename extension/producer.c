@@ -49,6 +49,7 @@ typedef struct LogLine
 
 static rd_kafka_t *producer = NULL;
 static HTAB *topics = NULL;
+static TopicEntry *last_topic = NULL;	/* consecutive events mostly share one */
 static char *dead_letter_topic = NULL;	/* NULL: the stop policy */
 static EngageFailure failure = FAILURE_NONE;
 static char failure_msg[512];
@@ -368,8 +369,14 @@ producer_start(const char *brokers, const char *properties, const char *dead_let
 	set_required(conf, "log.queue", "true");
 	set_required(conf, "client.id", "pg_engage");
 	/* Defaults engage.kafka_properties may change. */
-	/* Bound the worker's memory: a full queue makes it wait, never drop. */
-	set_required(conf, "queue.buffering.max.kbytes", "65536");
+	/*
+	 * Bound the worker's memory: a full queue makes it wait, never drop.  Each
+	 * queued event also costs about 600 bytes of librdkafka's structures and
+	 * headers, so the count binds first: 20,000 events are about 19 MB, and
+	 * still several full batches in flight.
+	 */
+	set_required(conf, "queue.buffering.max.messages", "20000");
+	set_required(conf, "queue.buffering.max.kbytes", "16384");
 	/* JSON records compress well: less for the network and the broker. */
 	set_required(conf, "compression.type", "lz4");
 	if (!apply_properties(conf, properties, errmsg))
@@ -417,8 +424,12 @@ topic_handle(const char *name, int len)
 	}
 	if (len > ENGAGE_TOPIC_MAX_LEN)
 		return NULL;
+	if (last_topic != NULL && memcmp(last_topic->name, name, len) == 0 &&
+		last_topic->name[len] == '\0')
+		return last_topic->rkt;
 	memcpy(key, name, len);
 	entry = hash_search(topics, key, HASH_ENTER, &found);
+	last_topic = entry;
 	if (found)
 		return entry->rkt;
 	entry->rkt = rd_kafka_topic_new(producer, key, NULL);
@@ -443,6 +454,7 @@ drop_topics(void)
 			rd_kafka_topic_destroy(entry->rkt);
 	hash_destroy(topics);
 	topics = NULL;
+	last_topic = NULL;
 }
 
 /*
