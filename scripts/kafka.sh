@@ -160,7 +160,11 @@ write_config() {
 format_storage() {
   local dir="$1" cluster_id
   # A cluster id is 16 random bytes in URL-safe base64 without padding (what random-uuid prints).
-  cluster_id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # One starting with "-" would be taken for an option by the tool: draw again.
+  cluster_id=-
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   local args=(format -t "$cluster_id" -c "$dir/server.properties")
   if is_kafka4; then args+=(--standalone); fi
   java_cmd "$dir"
