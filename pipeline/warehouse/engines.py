@@ -57,6 +57,12 @@ class DuckDBWarehouse:
         """Run one statement and return its rows."""
         return self.con.execute(sql, params or []).fetchall()
 
+    def insert_rows(self, table: str, rows: list[tuple]) -> None:
+        """Insert rows (tuples in column order) into table."""
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            self.con.executemany(f"insert into {table} values ({marks})", rows)
+
     def ensure_raw(self) -> None:
         """Create the raw schema and tables if missing."""
         for stmt in ddl.create_statements():
@@ -150,6 +156,13 @@ class PostgresWarehouse:
         """Run one statement and return its rows (none for statements without a result)."""
         cur = self.con.execute(sql.replace("?", "%s"), params or [])
         return cur.fetchall() if cur.description else []
+
+    def insert_rows(self, table: str, rows: list[tuple]) -> None:
+        """Insert rows (tuples in column order) into table."""
+        if rows:
+            marks = ", ".join(["%s"] * len(rows[0]))
+            with self.con.cursor() as cur:
+                cur.executemany(f"insert into {table} values ({marks})", rows)
 
     def ensure_raw(self) -> None:
         """Create the raw schema and tables if missing."""

@@ -5,6 +5,8 @@
     changed (a moved first touch changes two hours and all later cumulative values). Each rebuilt
     campaign also gets a marker row (hour NULL) so that a campaign left without any activity
     loses its old hours; the post-hook removes the markers and deleted campaigns' rows. -#}
+-- depends_on: {{ ref('state_campaign_audience') }}
+-- depends_on: {{ ref('state_campaigns') }}
 {{ config(materialized='incremental', unique_key='campaign_id', incremental_strategy='delete+insert',
           post_hook=["delete from {{ this }} where hour is null",
                      "delete from {{ this }} where campaign_id not in (select campaign_id from {{ ref('cur_campaigns') }})"]) }}

@@ -2,6 +2,11 @@
     audience responded. Rates as engage.campaign_rates() defines them (numeric division, NULL
     when the denominator is 0). Incremental: a run recomputes only the campaigns whose own rows,
     audience rows, template, user or audience changed; deleted campaigns are removed. -#}
+-- depends_on: {{ ref('state_campaign_audience') }}
+-- depends_on: {{ ref('state_campaigns') }}
+-- depends_on: {{ ref('state_templates') }}
+-- depends_on: {{ ref('state_users') }}
+-- depends_on: {{ ref('state_audiences') }}
 {{ config(materialized='incremental', unique_key='campaign_id', incremental_strategy='delete+insert',
           post_hook="delete from {{ this }} where campaign_id not in (select campaign_id from {{ ref('cur_campaigns') }})") }}
 
