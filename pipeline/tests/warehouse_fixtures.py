@@ -7,7 +7,7 @@ with made-up topics, partitions and offsets (`engage.<table>` per table, like th
     src = SourceCluster(tmp_dir, port)         # a PostgreSQL with pg_engage and a slot
     src.sql("...")                             # run SQL in the source database
     records = src.decode()                     # new record values since the last decode
-    w = LandingWriter(root); w.write(records)  # land them (one object per topic/partition/hour)
+    w = LandingWriter(root); w.write(records)  # land them (objects per topic/partition/hour)
     warehouse(kind, tmp_path, pg)              # WarehouseConfig for duckdb or postgres
 """
 from __future__ import annotations
@@ -63,9 +63,9 @@ class LandingWriter:
         self.partitions = partitions
         self.next_offset: dict[tuple[str, int], int] = defaultdict(int)
 
-    def write(self, values: list[str], max_records: int = 1000, hold_back: int = 0) -> list[str]:
-        """Land record values; return the object keys written (hold_back: keep the last n objects
-        in memory and return them via `held`, to be written later as late files)."""
+    def write(self, values: list[str], max_records: int = 1000, hold=None) -> list[str]:
+        """Land record values as objects; return the keys written. Objects whose key satisfies
+        hold(key) are not written but kept in self.held, to be put later (late files)."""
         buckets: dict[tuple[str, int], list[str]] = defaultdict(list)
         for value in values:
             m = record_meta(value)
@@ -74,12 +74,14 @@ class LandingWriter:
             self.next_offset[(m["topic"], part)] += 1
             buckets[(m["topic"], part)].append(
                 landing_line(m["topic"], part, off, m["ms"], m["key"], m["headers"], value))
-        objects = []
+        written, self.held = [], []
         for (topic, part), lines in sorted(buckets.items()):
-            objects += self._objects(topic, part, lines, max_records)
-        self.held = objects[len(objects) - hold_back:] if hold_back else []
-        written = objects[:len(objects) - hold_back] if hold_back else objects
-        return [self.put(key, lines) for key, lines in written]
+            for key, chunk in self._objects(topic, part, lines, max_records):
+                if hold and hold(key):
+                    self.held.append((key, chunk))
+                else:
+                    written.append(self.put(key, chunk))
+        return written
 
     def write_lines(self, topic: str, partition: int, lines: list[str]) -> str:
         """Write given lines as one object of topic/partition (offset of the first line)."""
@@ -156,3 +158,39 @@ class SourceCluster:
     def stop(self) -> None:
         """Stop the cluster (immediate: it is thrown away)."""
         _lib(f"cluster_stop {self.dir} immediate")
+
+
+def new_base_dir(prefix: str) -> Path:
+    """Return a fresh directory the postgres OS user can reach (pytest's tmp dirs are private)."""
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def warehouse_config(kind: str, tmp: Path, src: "SourceCluster | None", name: str):
+    """Return a WarehouseConfig: a DuckDB file in tmp, or a new database `name` in src's cluster."""
+    from pipeline.warehouse.config import WarehouseConfig
+    if kind == "duckdb":
+        return WarehouseConfig(type="duckdb", path=str(tmp / f"{name}.duckdb"))
+    src.sql(f"DROP DATABASE IF EXISTS {name}")
+    src.sql(f"CREATE DATABASE {name}")
+    return WarehouseConfig(type="postgres", host="127.0.0.1", port=str(src.port), user="postgres",
+                           dbname=name)
+
+
+def query(cfg, sql: str) -> list[tuple]:
+    """Run a query on the warehouse and return its rows (opens and closes a connection)."""
+    from pipeline.warehouse.engines import open_warehouse
+    wh = open_warehouse(cfg)
+    try:
+        return wh.execute(sql)
+    finally:
+        wh.close()
+
+
+def columns(cfg, table: str) -> list[str]:
+    """Return the column names of a warehouse table or view (schema-qualified name)."""
+    schema, name = table.split(".")
+    return [r[0] for r in query(cfg, f"""select column_name from information_schema.columns
+        where table_schema = '{schema}' and table_name = '{name}' order by ordinal_position""")]

@@ -1,15 +1,15 @@
-"""Run the dbt project against the configured warehouse, in a child process.
+"""Run the dbt project against the configured warehouse, through dbt's Python API (dbtRunner).
 
-A child process (`python -m dbt.cli.main`) rather than dbtRunner in this process: dbt-duckdb keeps
-its DuckDB handle for the life of the process, and the loader and the cycle's report open the
-same file. The outcome comes from dbt's run_results.json.
+In this process (a child process would pay dbt's ~4 s import on every call); dbt-duckdb closes
+its handle at the end of each invocation, so the loader and the report can open the file
+between invocations. The environment carries the ENGAGE_WH_* variables of the warehouse for
+profiles.yml. The outcome comes from dbt's run_results.json, removed before each call so that a
+run which fails early is never judged by an older file. One invocation at a time per process.
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,24 +28,41 @@ class DbtResult:
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    output: str = ""
 
 
 def run_dbt(cfg: WarehouseConfig, args: list[str], work_dir: str | os.PathLike | None = None,
             quiet: bool = True) -> DbtResult:
-    """Run `dbt <args>` for cfg's warehouse; target and logs go to work_dir (default dbt/target)."""
+    """Run `dbt <args>` for cfg's warehouse; target and logs go to work_dir (default dbt/target).
+    quiet: only errors on stdout (dbt's --quiet); the full log is in work_dir/logs."""
+    from dbt.cli.main import dbtRunner
     work = Path(work_dir) if work_dir else PROJECT_DIR / "target"
-    work.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "dbt.cli.main", *args,
-           "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+    results = work / "target" / "run_results.json"
+    results.unlink(missing_ok=True)
+    cli = [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
            "--target-path", str(work / "target"), "--log-path", str(work / "logs")]
-    env = {**os.environ, **cfg.to_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    result = _read_results(work / "target" / "run_results.json", proc.returncode)
-    result.output = proc.stdout + proc.stderr
-    if not quiet or not result.ok:
-        sys.stderr.write(result.output[-8000:])
+    if quiet:
+        cli.append("--quiet")
+    env = {**cfg.to_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        res = dbtRunner().invoke(cli)
+    finally:
+        _restore(saved)
+    result = _read_results(results, 0 if res.success else 1)
+    if res.exception is not None:
+        result.ok = False
+        result.failures.append(f"dbt: {res.exception}")
     return result
+
+
+def _restore(saved: dict) -> None:
+    """Put environment variables back as they were."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _read_results(path: Path, returncode: int) -> DbtResult:

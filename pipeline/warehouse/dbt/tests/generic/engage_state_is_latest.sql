@@ -7,11 +7,19 @@
 {%- set pk_types = {} -%}
 {%- for name, type in t['columns'] if name in pk %}{% do pk_types.update({name: type}) %}{% endfor -%}
 with keyed as (
-    select {% for k in pk %}coalesce({{ engage_typed_column('record', 'new', k, pk_types[k]) }},
-                    {{ engage_typed_column('record', 'old', k, pk_types[k]) }}) as {{ k }}, {% endfor %}
+    -- a version of the new key for inserts, updates and reads; of the old key for deletes and
+    -- for updates that carry the old key (a key change, or REPLICA IDENTITY FULL)
+    select {% for k in pk %}{{ engage_typed_column('record', 'new', k, pk_types[k]) }} as {{ k }}, {% endfor %}
            commit_lsn, position
     from {{ ref('stg_events') }}
-    where table_name = 'engage.{{ table }}' and op in ('insert', 'update', 'delete', 'read')
+    where table_name = 'engage.{{ table }}' and op in ('insert', 'update', 'read')
+    union all
+    select {% for k in pk %}{{ engage_typed_column('record', 'old', k, pk_types[k]) }} as {{ k }}, {% endfor %}
+           commit_lsn, position
+    from {{ ref('stg_events') }}
+    where table_name = 'engage.{{ table }}'
+      and (op = 'delete' or (op = 'update' and {{ engage_json_member('record', 'old') }} is not null
+                             and {{ engage_json_member('record', 'old') }} <> 'null'))
 ),
 latest as (
     select * from (
