@@ -162,7 +162,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bootstrap", default=os.environ.get("ENGAGE_KAFKA_BOOTSTRAP"),
                    help="Kafka bootstrap servers for the land step (env ENGAGE_KAFKA_BOOTSTRAP)")
     p.add_argument("--no-land", action="store_true", help="skip the land step (no Kafka)")
-    p.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of land,load,transform")
+    p.add_argument("--steps", help="comma-separated subset of land,load,transform (default: all; "
+                                    "land only with --bootstrap)")
     p.add_argument("--lock-file", help="lock file (default: one per warehouse in the temp dir)")
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="exit with status 75 if another cycle holds the lock")
@@ -174,11 +175,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dbt-work-dir", help="where dbt writes target/ and logs/ (default dbt/target)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = p.parse_args(argv)
-    args.steps = [s for s in args.steps.split(",") if s]
+    explicit = args.steps is not None
+    args.steps = [s for s in (args.steps or ",".join(STEPS)).split(",") if s]
     if bad := [s for s in args.steps if s not in STEPS]:
         p.error(f"unknown steps: {bad}")
     if "land" in args.steps and (args.no_land or not args.bootstrap):
-        if not args.no_land and "--steps" in (argv or sys.argv):
+        if explicit and not args.no_land:
             p.error("the land step needs --bootstrap (or ENGAGE_KAFKA_BOOTSTRAP)")
         args.steps.remove("land")
     return args
