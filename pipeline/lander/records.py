@@ -7,12 +7,10 @@ character, which JSON escaping never emits) that `finish` fills for a whole obje
 from __future__ import annotations
 
 import base64
-import json
 from json.encoder import encode_basestring as _quote  # the C escaper, keeps non-ASCII as is
 
 INGEST_PLACEHOLDER = "\x00"
 _TS_TYPES = {1: '"create"', 2: '"log_append"'}
-_headers_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class LandingError(Exception):
@@ -69,18 +67,18 @@ def _value_member(value: bytes | None) -> str:
 
 def _headers(hdrs: list) -> str:
     """Return the headers object (null values kept); values not UTF-8 go to headers_base64."""
-    plain, raw = {}, {}
+    plain, raw = [], []
     for name, value in hdrs:
         if value is None:
-            plain[name] = None
+            plain.append(_quote(name) + ":null")
             continue
         try:
-            plain[name] = value.decode("utf-8")
+            plain.append(_quote(name) + ":" + _quote(value.decode("utf-8")))
         except UnicodeDecodeError:
-            raw[name] = base64.b64encode(value).decode("ascii")
-    out = _headers_encoder.encode(plain)
+            raw.append(_quote(name) + ':"' + base64.b64encode(value).decode("ascii") + '"')
+    out = "{" + ",".join(plain) + "}"
     if raw:
-        out += ',"headers_base64":' + _headers_encoder.encode(raw)
+        out += ',"headers_base64":{' + ",".join(raw) + "}"
     return out
 
 

@@ -53,7 +53,7 @@ class LanderConfig:
     group: str = "engage-lander"
     instance_id: str | None = None
     max_records: int = 100_000
-    compression_level: int = 6
+    compression_level: int = 3
     once: bool = False
     idle_flush_s: float = 60.0
     assign_timeout_s: float = 60.0
@@ -144,6 +144,7 @@ class Lander:
             self._commit(self.writer.results())
             if self.cfg.once:
                 if self.parts and all(p.eof_since is not None for p in self.parts.values()):
+                    log.info("every assigned partition is at its end: %s", self._positions())
                     return
                 if not self.parts and time.monotonic() > deadline:
                     raise LanderError(
@@ -151,6 +152,12 @@ class Lander:
                         f"(group {self.cfg.group!r}: is another lander holding them?)")
             else:
                 self._flush_idle()
+
+    def _positions(self) -> str:
+        """Return 'topic[partition]@position' of the assigned partitions, for the log."""
+        tps = [TopicPartition(t, p) for t, p in self.parts]
+        return ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
+                         for tp in self.consumer.position(tps))
 
     def _handle(self, msgs: list) -> None:
         """Append a batch of messages to their partitions' chunks, rolling chunks as needed."""

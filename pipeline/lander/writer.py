@@ -58,7 +58,7 @@ class Landed:
 class Writer:
     """Lands chunks in order on one thread; results are read back with `results()`."""
 
-    def __init__(self, target: Target, compression_level: int = 6, threaded: bool = True):
+    def __init__(self, target: Target, compression_level: int = 3, threaded: bool = True):
         """Prepare to land on target; threaded=False lands synchronously in `submit`."""
         self.target = target
         self.level = compression_level

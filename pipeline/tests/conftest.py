@@ -6,7 +6,8 @@ asks for `s3_endpoint`; both stop at the end of the session. PIPELINE_TEST_BOOTS
 PIPELINE_TEST_S3_ENDPOINT use already running servers instead (handy while developing).
 `s3_endpoint` sets AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY to the s3proxy's test identity.
 
-    new_topic(partitions=1) -> str            a fresh topic named engage.test_<n>_<random>
+    new_topic(partitions=1, name=None) -> str  a fresh topic (default engage.test_<n>_<random>),
+                                              retention.ms=-1 (tests use old record timestamps)
     produce(topic, [Msg(...), ...])           produce and flush (explicit partition, timestamp)
     new_bucket() -> str                       a fresh bucket on the s3proxy
 """
@@ -97,10 +98,13 @@ def new_topic(kafka_bootstrap):
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
 
-    def make(partitions: int = 1) -> str:
-        """Create the topic and wait until it exists."""
-        name = f"engage.test_{next(_topic_numbers)}_{secrets.token_hex(3)}"
-        for fut in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+    def make(partitions: int = 1, name: str | None = None) -> str:
+        """Create the topic (without time retention) and wait until it exists."""
+        name = name or f"engage.test_{next(_topic_numbers)}_{secrets.token_hex(3)}"
+        # Tests use record timestamps in the past: the 7-day default retention would delete them
+        # at the broker's next retention check (every 5 minutes), in the middle of a test.
+        topic = NewTopic(name, partitions, 1, config={"retention.ms": "-1"})
+        for fut in admin.create_topics([topic]).values():
             fut.result(timeout=30)
         return name
     return make

@@ -51,7 +51,8 @@ def test_lines_keep_exact_bytes(kafka_bootstrap, new_topic, produce, target):
             for i, v in enumerate(values)]
     msgs += [Msg(b"k", key=None, timestamp=BASE_TS + 10),
              Msg(b"k2", key=b"\xc3\x28", headers=[("n", None), ("bin", b"\xff")],
-                 timestamp=BASE_TS + 11)]
+                 timestamp=BASE_TS + 11),
+             Msg(b"h", key=b"", headers=[("d", b"1"), ("d", b"2")], timestamp=BASE_TS + 12)]
     produce(topic, msgs)
     before = time.time()
     stats = land_once(kafka_bootstrap, topic, url, s3_endpoint=endpoint)
@@ -78,6 +79,8 @@ def test_lines_keep_exact_bytes(kafka_bootstrap, new_topic, produce, target):
     assert raw.endswith("\n") and raw.count("\n") == len(msgs)
     assert "1234567890123456789012345678901234567890.0000000001" in raw.splitlines()[0]
     assert list(json.loads(raw.splitlines()[0])) == MEMBER_ORDER
+    assert '"key":"","headers":{"d":"1","d":"2"}' in raw.split("\n")[8]
+    assert recs[8]["headers"] == {"d": "2"}
 
 
 
@@ -159,10 +162,11 @@ def test_crash_between_upload_and_commit(kafka_bootstrap, new_topic, produce, ta
     assert len(landed(url, endpoint)) == 2
     produce(topic, [Msg(b"n%d" % i, timestamp=BASE_TS + 100 + i, partition=i % 2) for i in range(6)])
     t0 = time.monotonic()
-    rerun = summary(land_process(kafka_bootstrap, topic, url, group, "--max-records", str(rerun_max),
-                                 s3_endpoint=endpoint))
+    proc = land_process(kafka_bootstrap, topic, url, group, "--max-records", str(rerun_max),
+                        s3_endpoint=endpoint)
+    rerun = summary(proc)
     assert time.monotonic() - t0 < 20, "the restarted lander waited too long for its partitions"
-    assert rerun["existing_objects"] >= 1
+    assert rerun["existing_objects"] >= 1, f"{rerun}\ncrashed run:\n{crashed.stderr}\nrerun:\n{proc.stderr}"
     check_exactly_once(landed(url, endpoint), {0: list(range(28)), 1: list(range(28))})
     assert summary(land_process(kafka_bootstrap, topic, url, group, s3_endpoint=endpoint))[
         "records"] == 0
@@ -198,19 +202,18 @@ def test_guarantee_properties_cannot_be_overridden():
     assert "group.instance.id" not in conf
 
 
-def test_topic_created_later_is_landed_by_the_same_group(kafka_bootstrap, produce, tmp_path):
+def test_topic_created_later_is_landed_by_the_same_group(kafka_bootstrap, new_topic, produce,
+                                                         tmp_path):
     """A topic matching the regex that appears between two runs of one group gets landed."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     family = f"engage.family_{secrets.token_hex(3)}"
     first, second = f"{family}.first", f"{family}.later"
     url, group = str(tmp_path / "landing"), f"g-{family}"
-    admin.create_topics([NewTopic(first, 2, 1)])[first].result(30)
+    new_topic(partitions=2, name=first)
     produce(first, [Msg(b"a", timestamp=BASE_TS)])
     cfg = dict(bootstrap=kafka_bootstrap, target=url, topics_regex=f"^{family}[.].*", group=group,
                once=True)
     assert Lander(LanderConfig(**cfg)).run().records == 1
-    admin.create_topics([NewTopic(second, 2, 1)])[second].result(30)
+    new_topic(partitions=2, name=second)
     produce(second, [Msg(b"b", timestamp=BASE_TS)])
     assert Lander(LanderConfig(**cfg)).run().records == 1
     assert {k.split("/")[1] for k in landed(url)} == {f"topic={first}", f"topic={second}"}
