@@ -12,9 +12,10 @@ from pipeline.warehouse.loader import load_new
 from pipeline.warehouse.source import LandingSource
 
 PG_PORT = 55762
-# Escapes, non-ASCII, a control character, and a numeric with more digits than a double holds.
+# Escapes, non-ASCII, a control character, an unescaped U+2028 (a line break to str.splitlines),
+# and a numeric with more digits than a double holds.
 TRICKY = ('{"v":1,"id":"0/10:1","lsn":"0/10","xid":1,"ts":"2026-06-06T18:00:00.000000Z","op":"insert",'
-          '"table":"engage.members","pk":{"member_id":1},"new":{"member_id":1,"name":"Zoë \\"Z\\" \\\\ \\u0001\\t",'
+          '"table":"engage.members","pk":{"member_id":1},"new":{"member_id":1,"name":"Zoë\u2028 \\"Z\\" \\\\ \\u0001\\t",'
           '"email":"z@x.com","contact":"1.000000000000000000001","created_at":"2026-06-06T18:00:00.000000Z"}}')
 
 
@@ -45,7 +46,7 @@ class MemorySource:
 
     def lines(self, key):
         """Lines from the bytes."""
-        return gzip.decompress(self.read(key)).decode().splitlines()
+        return gzip.decompress(self.read(key)).decode().rstrip("\n").split("\n")
 
     def local_path(self, key):
         """Never local."""

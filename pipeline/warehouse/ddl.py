@@ -25,6 +25,7 @@ EVENT_COLUMNS = [
     ("msg_key", "text"),
     ("msg_key_base64", "text"),
     ("headers", "text"),
+    ("headers_base64", "text"),
     ("event_id", "text"),
     ("op", "text"),
     ("table_name", "text"),

@@ -20,7 +20,7 @@ from .source import Source, parse_key
 # The members of a landing line DuckDB reads (absent ones are NULL, others are ignored).
 _DUCK_COLUMNS = ("{'topic':'VARCHAR','partition':'INTEGER','offset':'BIGINT','timestamp':'BIGINT',"
                  "'timestamp_type':'VARCHAR','key':'VARCHAR','key_base64':'VARCHAR',"
-                 "'headers':'JSON','ingested_at':'VARCHAR','value':'VARCHAR',"
+                 "'headers':'JSON','headers_base64':'JSON','ingested_at':'VARCHAR','value':'VARCHAR',"
                  "'value_base64':'VARCHAR'}")
 
 
@@ -96,6 +96,7 @@ class DuckDBWarehouse:
             insert into {ddl.RAW_EVENTS}
             select ?, substr(filename, ?), topic, partition, "offset", to_timestamp("timestamp" / 1000.0),
                    timestamp_type, key, key_base64, cast(headers as varchar),
+                   cast(headers_base64 as varchar),
                    json_extract_string(headers, '$."engage.id"'),
                    json_extract_string(headers, '$."engage.op"'),
                    json_extract_string(headers, '$."engage.table"'),
@@ -205,7 +206,7 @@ _PG_INSERT = """
     insert into {events}
     select %s, object_key, j->>'topic', (j->>'partition')::integer, (j->>'offset')::bigint,
            to_timestamp((j->>'timestamp')::bigint / 1000.0), j->>'timestamp_type',
-           j->>'key', j->>'key_base64', (j->'headers')::text,
+           j->>'key', j->>'key_base64', (j->'headers')::text, (j->'headers_base64')::text,
            j->'headers'->>'engage.id', j->'headers'->>'engage.op',
            j->'headers'->>'engage.table', j->'headers'->>'engage.lsn',
            (j->>'ingested_at')::timestamptz, j->>'value', j->>'value_base64', now()
