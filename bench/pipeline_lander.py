@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -75,10 +76,12 @@ def land(bootstrap: str, topic: str, target: str, extra: list[str], env: dict) -
     cmd = [sys.executable, "-m", "pipeline.lander", "--bootstrap", bootstrap, "--once",
            "--topics-regex", f"^{topic}$", "--group", f"bench-{topic}-{len(extra)}",
            "--target", target, "--log-level", "WARNING", *extra]
-    t0 = time.monotonic()
+    t0, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     summary["wall_seconds"] = round(time.monotonic() - t0, 2)
+    summary["cpu_seconds"] = round(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, 2)
     return summary
 
 
@@ -88,7 +91,8 @@ def report(name: str, n: int, s: dict) -> bool:
     print(f"lander {name}: {n:,} events in {s['wall_seconds']:.2f} s (process, incl. start-up and "
           f"group join; loop {s['seconds']:.2f} s) = {rate:,.0f} events/s, "
           f"{rate / TARGET_RATE:.2f}x the {TARGET_RATE:,}/s target; {s['objects']} objects, "
-          f"{s['bytes'] / 1e6:.1f} MB gzip")
+          f"{s['bytes'] / 1e6:.1f} MB gzip; lander CPU {s['cpu_seconds']:.1f} s "
+          f"({n / s['cpu_seconds']:,.0f} events per CPU-second)")
     if s["records"] != n:
         print(f"ERROR: landed {s['records']} records, expected {n}")
     return s["records"] == n
@@ -110,6 +114,7 @@ def main() -> int:
     args = ap.parse_args()
     env = dict(os.environ, KAFKA_CONTROLLER_PORT=str(KAFKA_CONTROLLER_PORT),
                AWS_ACCESS_KEY_ID=S3_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-lander-"))
     started = []
     try:
@@ -132,7 +137,8 @@ def main() -> int:
             ok &= report("s3proxy", args.messages,
                          land(bootstrap, topic, "s3://bench/landing",
                               ["--s3-endpoint", endpoint], env))
-        print(f"machine: {os.cpu_count()} cores; broker on the same machine")
+        print(f"machine: {os.cpu_count()} cores, load average before the run "
+              f"{load_before:.2f}; broker on the same machine")
         return 0 if ok else 1
     finally:
         for script, d in reversed(started):
