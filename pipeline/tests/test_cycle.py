@@ -106,3 +106,15 @@ def test_airflow_dag_file_parses_and_runs_the_cycle():
         assert f'cycle_command("{step}")' in text
     pins = (ROOT / "pipeline" / "airflow" / "requirements.txt").read_text()
     assert "apache-airflow==3.3.2" in pins
+
+
+@pytest.mark.skipif(os.environ.get("PIPELINE_AIRFLOW_TEST") != "1",
+                    reason="set PIPELINE_AIRFLOW_TEST=1 to install Airflow and run `airflow dags test`")
+def test_airflow_dags_test(tmp_path):
+    """`airflow dags test engage_hourly` loads and transforms a landing (pipeline/airflow/dags_test.sh)."""
+    LandingWriter(tmp_path / "landing").write([RECORD])
+    env = {**os.environ, "PIPELINE_PYTHON": sys.executable}
+    res = subprocess.run([str(ROOT / "pipeline" / "airflow" / "dags_test.sh"), str(tmp_path / "landing")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "events staged       1" in res.stdout
