@@ -156,8 +156,12 @@ class SourceCluster:
             "SELECT data FROM pg_logical_slot_get_changes('wh_test', NULL, NULL)")]
 
     def stop(self) -> None:
-        """Stop the cluster (immediate: it is thrown away)."""
+        """Stop the cluster (immediate: it is thrown away) and remove its directory."""
+        import shutil
         _lib(f"cluster_stop {self.dir} immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir.parent.name.startswith("engage-wh-"):
+            shutil.rmtree(self.dir.parent, ignore_errors=True)
 
 
 def new_base_dir(prefix: str) -> Path:
