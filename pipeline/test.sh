@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Runs the pipeline's tests (lander, warehouse, cycle): pytest pipeline/tests [PYTEST ARGS...].
-# Installs the Debian packages it needs, creates or refreshes the venv at
+# Installs the Debian packages it needs, builds and installs pg_engage (the warehouse tests decode a
+# source database with engage_decoder; PIPELINE_NO_BUILD=1 skips it), creates or refreshes the venv at
 # ${PIPELINE_VENV:-~/.cache/pg_engage/pipeline-venv} from pipeline/requirements.txt (only when that
 # file changed), fetches the Kafka and s3proxy jars, then runs pytest. The tests start their own
 # broker (port 19492) and s3proxy (port 19580) when they need them. Exits non-zero on failure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
-
-# Debian packages the pipeline's tests need (lib.sh's ensure_packages installs missing ones).
-ENGAGE_PACKAGES=(maven openjdk-17-jre-headless python3-venv)
 
 # Create or refresh the venv when pipeline/requirements.txt differs from the copy installed in it.
 pipeline_env() {
@@ -25,6 +23,7 @@ pipeline_env() {
 
 main() {
     ensure_packages
+    [ "${PIPELINE_NO_BUILD:-0}" = 1 ] || build_install
     pipeline_env
     "$ROOT/scripts/kafka.sh" fetch >/dev/null
     "$ROOT/scripts/s3proxy.sh" fetch >/dev/null

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of pg_engage on throwaway servers of its own: pg_regress,
 # pgTAP, the update from the previous release, the librdkafka/Kafka
-# compatibility check and the integration tests of the shipper against a real
-# Kafka broker.  Installs what it needs first.
-# Usage: scripts/test.sh [regress|pgtap|upgrade|compat|integration ...]
+# compatibility check, the integration tests of the shipper against a real
+# Kafka broker, and the pipeline's (lander, warehouse, cycle, Airflow DAG).
+# Installs what it needs first.
+# Usage: scripts/test.sh [regress|pgtap|upgrade|compat|integration|pipeline ...]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -78,7 +79,7 @@ run_integration() {
 
 main() {
     local suites=("$@")
-    [ ${#suites[@]} -gt 0 ] || suites=(regress pgtap upgrade compat integration)
+    [ ${#suites[@]} -gt 0 ] || suites=(regress pgtap upgrade compat integration pipeline)
     ensure_packages
     build_install
     for s in "${suites[@]}"; do
@@ -88,6 +89,7 @@ main() {
             upgrade) suite upgrade "$ROOT/test/upgrade/run.sh" ;;
             compat) suite kafka-compat "$ROOT/test/kafka_compat/run.sh" ;;
             integration) suite integration run_integration ;;
+            pipeline) suite pipeline env PIPELINE_NO_BUILD=1 PIPELINE_AIRFLOW_TEST=1 "$ROOT/pipeline/test.sh" ;;
             *) die "unknown suite $s" ;;
         esac
     done

@@ -9,9 +9,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 landing=${1:?usage: $0 LANDING_DIR}
 venv=${AIRFLOW_VENV:-$HOME/.cache/pg_engage/airflow-venv}
-if [ ! -x "$venv/bin/airflow" ]; then
-    python3 -m venv "$venv"
+# (Re)built when missing or when its pins changed.
+if [ ! -x "$venv/bin/airflow" ] || ! cat "$here/requirements.txt" "$here/constraints.txt" | cmp -s - "$venv/pins.txt"; then
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt" -c "$here/constraints.txt"
+    cat "$here/requirements.txt" "$here/constraints.txt" >"$venv/pins.txt"
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
