@@ -31,6 +31,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# The rules shared with the plugin are compiled into this library from their
+# source (extension/shared.c includes them); PGXS does not track that.
+SHARED_SRC = plugin/engage_handoff.h plugin/topicname.c plugin/tablelist.c
+extension/shared.o: $(SHARED_SRC)
+$(OBJS): extension/engage.h plugin/engage_handoff.h
+
 pg_engage--$(EXTVERSION).sql: $(SQL_PARTS) pg_engage.control
 	cat $(SQL_PARTS) > $@
 

@@ -3,6 +3,7 @@ import json
 import re
 import time
 
+import psycopg
 import pytest
 
 from support import wait_until, worker_exits
@@ -137,3 +138,47 @@ def test_missing_database(make_cluster, broker, request):
              if e.topic == f"{c.prefix}.members"]
     assert names == ["in nosuchdb"]
     assert not worker_exits(c.log())
+
+
+@pytest.mark.parametrize("name, bad, detail", [
+    ("tables", "foo", '"foo" is not schema.table, schema.* or *'),
+    ("tables", "engage", '"engage" is not schema.table, schema.* or *'),
+    ("tables", "engage.*,", "the list of tables has an empty entry"),
+    ("dead_letter_topic", "..", 'A Kafka topic name cannot be "." or ".."'),
+    ("dead_letter_topic", "a/b", "A Kafka topic name has only the characters"),
+], ids=["tables-no-dot", "tables-schema-only", "tables-empty-entry", "dead-letter-dotdot", "dead-letter-slash"])
+def test_bad_setting_refused_at_load(cluster, broker, prefix, name, bad, detail):
+    """A bad engage.tables, topic prefix or dead-letter topic: refused on reload with the reason; the
+    shipper goes on with the old value in the same session (it used to crash-loop on a bad tables list)."""
+    pid = cluster.wait_running()["pid"]
+    before = cluster.one(f"SHOW engage.{name}")
+    path = cluster.dir / "data/postgresql.conf"
+    original = path.read_text()
+    try:
+        offset = reload_file(cluster, f"engage.{name} = '{bad}'")
+        refused = f'invalid value for parameter "engage.{name}"'
+        wait_until(lambda: refused in cluster.log_since(offset), 10, f"the log to say: {refused}")
+        assert detail in cluster.log_since(offset)
+        assert cluster.one(f"SHOW engage.{name}") == before
+        cluster.query("INSERT INTO engage.members (name) VALUES (%s)", (f"after bad {name}",))
+        cluster.wait_shipped(timeout=30)
+        assert shipped_member(broker, prefix, f"after bad {name}")
+        s = cluster.status()
+        assert (s["state"], s["pid"]) == ("running", pid), s
+        assert "pg_engage shipper: streaming slot" not in cluster.log_since(offset)
+    finally:
+        path.write_text(original)
+        cluster.query("SELECT pg_reload_conf()")
+
+
+@pytest.mark.parametrize("bad, detail", [
+    ("a b", "A Kafka topic name has only the characters"),
+    ("p" * 248, "A topic prefix is at most 247 characters"),
+    ("", "A Kafka topic name cannot be empty"),
+], ids=["space", "too-long", "empty"])
+def test_bad_topic_prefix_refused(cluster, broker, prefix, bad, detail):
+    """ALTER SYSTEM SET engage.topic_prefix to a bad value fails with the reason; nothing changes."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        cluster.query(f"ALTER SYSTEM SET engage.topic_prefix = '{bad}'")
+    assert detail in (err.value.diag.message_detail or ""), err.value.diag.message_detail
+    assert cluster.one("SHOW engage.topic_prefix") == prefix
