@@ -64,13 +64,9 @@ boundary_facts(LogicalDecodingContext *ctx, EngageRecordKind kind, const char *o
 			   XLogRecPtr end_lsn)
 {
 	EngageState *state = ctx->output_plugin_private;
-	EngageRecordFacts *facts = &state->handoff.facts;
 
-	memset(facts, 0, sizeof(*facts));
-	facts->kind = kind;
-	facts->op = op;
-	facts->transactional = true;
-	facts->end_lsn = end_lsn;
+	engage_reset_facts(state, kind, op);
+	state->handoff.facts.end_lsn = end_lsn;
 }
 
 /* Writes the begin record before the transaction's first event, if asked. */

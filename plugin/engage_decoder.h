@@ -138,6 +138,7 @@ extern void engage_relcache_reset(void);
 extern EngageRel *engage_rel_get(Relation rel, const EngageOptions *opts);
 
 /* record.c */
+extern void engage_reset_facts(EngageState *state, EngageRecordKind kind, const char *op);
 extern void engage_open_record(LogicalDecodingContext *ctx, EngageTxn *etxn,
 							   XLogRecPtr lsn, TransactionId xid,
 							   EngageRecordKind kind, const char *op);

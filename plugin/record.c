@@ -66,12 +66,10 @@ write_header(EngageState *state, StringInfo out, EngageTxn *etxn, XLogRecPtr lsn
 	appendStringInfoCharMacro(out, '"');
 }
 
-/* Starts an event record: prepares the write, writes the header, resets the facts. */
+/* Starts the facts of a new record of kind and op: nothing else known yet. */
 void
-engage_open_record(LogicalDecodingContext *ctx, EngageTxn *etxn, XLogRecPtr lsn,
-				   TransactionId xid, EngageRecordKind kind, const char *op)
+engage_reset_facts(EngageState *state, EngageRecordKind kind, const char *op)
 {
-	EngageState *state = ctx->output_plugin_private;
 	EngageRecordFacts *facts = &state->handoff.facts;
 
 	memset(facts, 0, sizeof(*facts));
@@ -79,6 +77,16 @@ engage_open_record(LogicalDecodingContext *ctx, EngageTxn *etxn, XLogRecPtr lsn,
 	facts->op = op;
 	facts->transactional = true;
 	state->key_off = -1;
+}
+
+/* Starts an event record: prepares the write, writes the header, resets the facts. */
+void
+engage_open_record(LogicalDecodingContext *ctx, EngageTxn *etxn, XLogRecPtr lsn,
+				   TransactionId xid, EngageRecordKind kind, const char *op)
+{
+	EngageState *state = ctx->output_plugin_private;
+
+	engage_reset_facts(state, kind, op);
 	OutputPluginPrepareWrite(ctx, true);
 	write_header(state, ctx->out, etxn, lsn, xid, op);
 }
