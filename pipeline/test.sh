@@ -8,19 +8,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-# Create or refresh the venv when pipeline/requirements.txt differs from the copy installed in it.
-pipeline_env() {
-    local venv="${PIPELINE_VENV:-$HOME/.cache/pg_engage/pipeline-venv}"
-    local req="$ROOT/pipeline/requirements.txt"
-    if [ ! -x "$venv/bin/pytest" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
-        say "preparing the pipeline's Python environment in $venv"
-        python3 -m venv --clear "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-        cp "$req" "$venv/requirements.txt"
-    fi
-    PYTHON="$venv/bin/python"
-}
-
 main() {
     ensure_packages
     [ "${PIPELINE_NO_BUILD:-0}" = 1 ] || build_install

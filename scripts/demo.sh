@@ -2,7 +2,9 @@
 # The main job, end to end: a throwaway PostgreSQL with the pg_engage shipper
 # and a local Kafka broker; John sends the "flowers" campaign to the 100 finance
 # bros in NYC, some open, click and convert, and every change arrives in Kafka.
-# Usage: scripts/demo.sh        (KEEP=1 leaves the servers running)
+# Then one pipeline cycle (pipeline/README.md) lands the topics into a local
+# directory and builds a DuckDB warehouse, and John's campaign_performance row
+# is printed. Usage: scripts/demo.sh        (KEEP=1 leaves the servers and files)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -111,6 +113,29 @@ show_results() {
     sql -xc "SELECT * FROM engage.campaign_rates(1)"
 }
 
+# One hourly cycle of the pipeline: Kafka -> landing directory -> DuckDB warehouse (dbt).
+run_pipeline() {
+    pipeline_env
+    say "one pipeline cycle: land the topics in $WORK/landing, load and dbt build into $WORK/warehouse.duckdb"
+    (cd "$ROOT" && ENGAGE_WH_TYPE=duckdb ENGAGE_WH_PATH="$WORK/warehouse.duckdb" \
+        "$PYTHON" -m pipeline.cycle --bootstrap "$BROKER" --landing "$WORK/landing" \
+            --lock-file "$WORK/cycle.lock" --dbt-work-dir "$WORK/dbt") ||
+        die "the pipeline cycle failed"
+    say "landed objects (raw/topic=<topic>/dt=<day>/hour=<hour>/<topic>-<partition>-<first offset>.jsonl.gz)"
+    (cd "$WORK/landing" && find raw -name '*.jsonl.gz' | sort | sed -n '1,4p;5s/.*/  .../p' | sed 's/^raw/  raw/')
+    say "campaign_performance of John's campaign in the warehouse (same rates as engage.campaign_rates(1) above)"
+    "$PYTHON" - "$WORK/warehouse.duckdb" <<'PY'
+import sys
+import duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+cur = con.execute("select * exclude (_batch) from engage_wh.campaign_performance where campaign_id = 1")
+names, row = [d[0] for d in cur.description], cur.fetchone()
+width = max(map(len, names))
+for name, value in zip(names, row):
+    print(f"  {name:<{width}}  {value}")
+PY
+}
+
 main() {
     ensure_packages
     build_install
@@ -118,6 +143,7 @@ main() {
     play_campaign
     wait_for_shipper
     show_results
+    run_pipeline
 }
 
 main "$@"

@@ -89,3 +89,18 @@ cluster_psql() {
     local dir=$1 port=$2 db=$3; shift 3
     "$PGBIN/psql" -h "$dir" -p "$port" -U postgres -d "$db" -X -q -v ON_ERROR_STOP=1 "$@"
 }
+
+# The pipeline's Python environment (pipeline/requirements.txt): create or refresh the venv at
+# ${PIPELINE_VENV:-~/.cache/pg_engage/pipeline-venv} when the requirements differ from the copy
+# installed in it; set PYTHON to its python. Needs python3-venv (ensure_packages).
+pipeline_env() {
+    local venv="${PIPELINE_VENV:-$HOME/.cache/pg_engage/pipeline-venv}"
+    local req="$ROOT/pipeline/requirements.txt"
+    if [ ! -x "$venv/bin/pytest" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
+        say "preparing the pipeline's Python environment in $venv"
+        python3 -m venv --clear "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+        cp "$req" "$venv/requirements.txt"
+    fi
+    PYTHON="$venv/bin/python"
+}
