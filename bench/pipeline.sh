@@ -63,9 +63,11 @@ if "A" in times:
                  "<= 60 s", f"{a / 60:.2f} of the target"))
 if "A" in times and "B" in times:
     b = float(times["B"])
-    missed |= b / a > 1.5
+    ratio = re.search(r"ratio B/A = ([\d.]+)", cycle)    # the script's own, from unrounded times
+    ratio = float(ratio.group(1)) if ratio else b / a
+    missed |= ratio > 1.5
     rows.append((f"cycle (DuckDB), {events:,} new events over {factor * events:,} of history",
-                 f"{b:.1f} s", "B/A <= 1.5", f"B/A = {b / a:.2f}"))
+                 f"{b:.1f} s", "B/A <= 1.5", f"B/A = {ratio:.2f}"))
 if not rows:
     print("no figures: see the scripts' output above"); sys.exit(1)
 w = [max(len(r[i]) for r in rows + [("figure", "measured", "target", "ratio")]) for i in range(4)]

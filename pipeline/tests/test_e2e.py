@@ -94,7 +94,9 @@ def kill_shipper_under_load(src: ShipperSource, seed: int) -> None:
     try:
         wait_until(lambda: wl.failure or src.status()["events_shipped"] >= shipped + 300, 60,
                    "events to flow")
-        pid = src.status()["pid"]
+        # Best moment: events sent but not yet confirmed (they come again after the restart).
+        pid = wait_until(lambda: (s := src.status())["in_flight"] > 0 and s["pid"], 10,
+                         "events in flight")
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: f"(PID {pid}) was terminated by signal 9" in src.log(), 30,
                    "the postmaster to see the killed shipper")
