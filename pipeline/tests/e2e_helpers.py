@@ -47,11 +47,17 @@ def wait_until(fn, timeout: float, what: str, interval: float = 0.2):
 
 
 def free_port() -> int:
-    """Return the first port of SOURCE_PORTS nobody listens on."""
+    """Return the first port of SOURCE_PORTS no socket uses.
+
+    Binding (not connecting) is the check: these ports are in Linux's ephemeral range, so a client
+    connection elsewhere may hold one as its local port, and the server could not listen there."""
     for port in SOURCE_PORTS:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     raise RuntimeError("no free port in 55800-55849")
 
 
