@@ -39,7 +39,25 @@ def manifest_rows(keys: list[str], counts: dict[str, int], load_id: int) -> list
     return rows
 
 
-class DuckDBWarehouse:
+class _RawTables:
+    """What both engines do the same way with the raw schema (self.con, self.cfg, execute())."""
+
+    def ensure_raw(self) -> None:
+        """Create the raw schema and tables if missing."""
+        for stmt in ddl.create_statements():
+            self.con.execute(stmt)
+
+    def loaded_keys(self) -> set[str]:
+        """Return the keys of the objects already loaded."""
+        return {r[0] for r in self.execute(f"select object_key from {ddl.RAW_OBJECTS}")}
+
+    def drop_all(self) -> None:
+        """Drop the raw schema and the models' schema (replay)."""
+        for schema in (RAW_SCHEMA, self.cfg.schema):
+            self.con.execute(f"drop schema if exists {schema} cascade")
+
+
+class DuckDBWarehouse(_RawTables):
     """A DuckDB file; read_json reads the objects (in place when local, else from a temp copy)."""
 
     def __init__(self, cfg: WarehouseConfig):
@@ -62,20 +80,6 @@ class DuckDBWarehouse:
         if rows:
             marks = ", ".join("?" * len(rows[0]))
             self.con.executemany(f"insert into {table} values ({marks})", rows)
-
-    def ensure_raw(self) -> None:
-        """Create the raw schema and tables if missing."""
-        for stmt in ddl.create_statements():
-            self.con.execute(stmt)
-
-    def loaded_keys(self) -> set[str]:
-        """Return the keys of the objects already loaded."""
-        return {r[0] for r in self.execute(f"select object_key from {ddl.RAW_OBJECTS}")}
-
-    def drop_all(self) -> None:
-        """Drop the raw schema and the models' schema (replay)."""
-        for schema in (RAW_SCHEMA, self.cfg.schema):
-            self.con.execute(f"drop schema if exists {schema} cascade")
 
     def load(self, source: Source, keys: list[str]) -> int:
         """Load keys in one transaction; return the number of lines loaded."""
@@ -137,7 +141,7 @@ def _local_copies(source: Source, keys: list[str]):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(_RawTables):
     """A PostgreSQL database (the Redshift stand-in); lines go in with COPY, SQL takes them apart."""
 
     def __init__(self, cfg: WarehouseConfig):
@@ -164,20 +168,6 @@ class PostgresWarehouse:
             marks = ", ".join(["%s"] * len(rows[0]))
             with self.con.cursor() as cur:
                 cur.executemany(f"insert into {table} values ({marks})", rows)
-
-    def ensure_raw(self) -> None:
-        """Create the raw schema and tables if missing."""
-        for stmt in ddl.create_statements():
-            self.con.execute(stmt)
-
-    def loaded_keys(self) -> set[str]:
-        """Return the keys of the objects already loaded."""
-        return {r[0] for r in self.execute(f"select object_key from {ddl.RAW_OBJECTS}")}
-
-    def drop_all(self) -> None:
-        """Drop the raw schema and the models' schema (replay)."""
-        for schema in (RAW_SCHEMA, self.cfg.schema):
-            self.con.execute(f"drop schema if exists {schema} cascade")
 
     def load(self, source: Source, keys: list[str]) -> int:
         """Load keys in one transaction; return the number of lines loaded."""
