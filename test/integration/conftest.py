@@ -10,9 +10,10 @@ import pytest
 
 from support import Broker, Cluster, port_free, wait_until
 
-KAFKA_PORT = 19392
-KAFKA_SASL_PORT = 19394
-FIRST_PG_PORT = 55500
+# Overridable so that two checkouts can run the suite side by side.
+KAFKA_PORT = int(os.environ.get("ENGAGE_TEST_KAFKA_PORT", "19392"))
+KAFKA_SASL_PORT = int(os.environ.get("ENGAGE_TEST_KAFKA_SASL_PORT", str(KAFKA_PORT + 2)))
+FIRST_PG_PORT = int(os.environ.get("ENGAGE_TEST_PG_PORT", "55500"))
 RUN_ID = uuid.uuid4().hex[:6]
 _clusters = []
 
@@ -40,7 +41,7 @@ def work_dir():
 
 @pytest.fixture(scope="session")
 def broker(work_dir):
-    """The Kafka broker of the session on port 19392, SASL on 19394 (start/stop/restart exposed)."""
+    """The Kafka broker of the session (KAFKA_PORT, SASL on KAFKA_SASL_PORT; start/stop/restart exposed)."""
     for port in (KAFKA_PORT, KAFKA_SASL_PORT):
         if not port_free(port):
             pytest.fail(f"port {port} is in use: cannot start the test broker")
