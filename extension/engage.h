@@ -77,6 +77,8 @@ typedef struct EngageStatus
 	char		last_error[512];
 	TimestampTz last_error_at;
 	TimestampTz error_resolved_at;	/* 0 while last_error is current */
+	int64		quarantined;	/* engage-prefixed messages not written by emit() */
+	TimestampTz last_quarantined_at;
 	struct Latch *shipper_latch;	/* set by committing backends; NULL when none */
 } EngageStatus;
 
@@ -90,6 +92,7 @@ extern void engage_status_shipped(int64 events, int64 bytes, int64 in_flight);
 extern void engage_status_confirmed(XLogRecPtr lsn);
 extern void engage_status_session(const char *slot_name);
 extern void engage_status_broker(int state);
+extern void engage_status_quarantined(void);
 extern void engage_status_set_pid(int pid);
 extern void engage_status_clear_pid(int code, Datum arg);
 extern void engage_status_wake_shipper(void);
@@ -157,5 +160,6 @@ extern EngageFailure producer_failure(char *errbuf, int errlen);
 extern int	producer_broker_state(const char **auth_error);
 extern void producer_take_counts(int64 *events, int64 *bytes);
 extern bool producer_take_log(int *level, char *buf, int buflen);
+extern int	producer_max_message_bytes(const char *properties);
 
 #endif							/* ENGAGE_H */

@@ -686,3 +686,34 @@ producer_broker_state(const char **auth_error)
 	*auth_error = auth_failed ? auth_msg : NULL;
 	return broker_state;
 }
+
+/*
+ * The largest message the producer sends with properties (librdkafka's
+ * message.max.bytes): larger ones it refuses before sending.  Remembered for
+ * the last properties asked about.
+ */
+int
+producer_max_message_bytes(const char *properties)
+{
+	static char *asked = NULL;
+	static int	max = 0;
+	rd_kafka_conf_t *conf;
+	char	   *ignored = NULL;
+	char		value[32];
+	size_t		size = sizeof(value);
+
+	if (properties == NULL)
+		properties = "";
+	if (asked != NULL && strcmp(asked, properties) == 0)
+		return max;
+	conf = rd_kafka_conf_new();
+	(void) apply_properties(conf, properties, &ignored);
+	if (rd_kafka_conf_get(conf, "message.max.bytes", value, &size) != RD_KAFKA_CONF_OK)
+		strlcpy(value, "1000000", sizeof(value));
+	rd_kafka_conf_destroy(conf);
+	max = atoi(value);
+	if (asked != NULL)
+		pfree(asked);
+	asked = MemoryContextStrdup(TopMemoryContext, properties);
+	return max;
+}

@@ -6,3 +6,4 @@
  */
 #include "../plugin/topicname.c"
 #include "../plugin/tablelist.c"
+#include "../plugin/emitauth.c"

@@ -212,6 +212,56 @@ send_event(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
 		tracker_commit(txn, lsn);
 }
 
+/* Logs at most this many quarantined messages a minute (forgeries can flood). */
+#define QUARANTINE_LOG_PER_MINUTE 10
+
+/*
+ * Logs a quarantined message by id and reason, never its content, at most
+ * QUARANTINE_LOG_PER_MINUTE a minute; the ones not logged are counted in the
+ * next line.
+ */
+static void
+log_quarantined(const EngageRecordFacts *facts)
+{
+	static TimestampTz window_start = 0;
+	static int	logged = 0;
+	static int64 unlogged = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TimestampDifferenceExceeds(window_start, now, 60000))
+	{
+		window_start = now;
+		logged = 0;
+	}
+	if (logged >= QUARANTINE_LOG_PER_MINUTE)
+	{
+		unlogged++;
+		return;
+	}
+	logged++;
+	ereport(LOG,
+			(errmsg("pg_engage shipper: quarantined message %.*s: %s",
+					facts->id.len, facts->id.data, facts->no_topic_reason),
+			 unlogged > 0 ? errdetail("%lld more quarantined messages were not logged.",
+									  (long long) unlogged) : 0,
+			 errhint("Only engage.emit() writes application events; see engage.shipper.quarantined.")));
+	unlogged = 0;
+}
+
+/*
+ * A message with the engage prefix that engage.emit() did not write: never
+ * shipped as an event, never a reason to stop.  Counted and logged, and sent
+ * to the dead-letter topic with its reason under the dead_letter policy.
+ */
+static void
+quarantine(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
+{
+	engage_status_quarantined();
+	log_quarantined(facts);
+	if (engage_poison_policy == ENGAGE_POISON_DEAD_LETTER)
+		send_event(facts, record, lsn);
+}
+
 /* Output plugin callback before a record: start it empty. */
 static void
 shipper_prepare_write(LogicalDecodingContext *lctx, XLogRecPtr lsn,
@@ -240,6 +290,9 @@ shipper_write(LogicalDecodingContext *lctx, XLogRecPtr lsn, TransactionId xid,
 		case ENGAGE_RECORD_ROW:
 		case ENGAGE_RECORD_MESSAGE:
 			send_event(facts, lctx->out, lsn);
+			break;
+		case ENGAGE_RECORD_QUARANTINE:
+			quarantine(facts, lctx->out, lsn);
 			break;
 	}
 }

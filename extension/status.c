@@ -198,6 +198,18 @@ state_name(EngageShipperState state)
 	return "unknown";
 }
 
+/* Counts a quarantined message (see engage_decoder's message.c). */
+void
+engage_status_quarantined(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&status->mutex);
+	status->quarantined++;
+	status->last_quarantined_at = now;
+	SpinLockRelease(&status->mutex);
+}
+
 PG_FUNCTION_INFO_V1(engage_shipper_status);
 
 /*
@@ -232,7 +244,7 @@ typedef struct StatusColumn
 	bool		isnull;
 } StatusColumn;
 
-#define STATUS_COLUMNS 14
+#define STATUS_COLUMNS 16
 
 /* Fills the columns of the status row from a snapshot of the status. */
 static void
@@ -254,6 +266,9 @@ status_columns(StatusColumn *cols, EngageStatus *snap, XLogRecPtr current)
 		{"error_resolved_at", TimestampTzGetDatum(snap->error_resolved_at), snap->error_resolved_at == 0},
 		{"slot_name", CStringGetTextDatum(snap->slot_name), false},
 		{"sessions", Int64GetDatum(snap->sessions), false},
+		{"quarantined", Int64GetDatum(snap->quarantined), false},
+		{"last_quarantined_at", TimestampTzGetDatum(snap->last_quarantined_at),
+		snap->last_quarantined_at == 0},
 	};
 
 	memcpy(cols, c, sizeof(c));

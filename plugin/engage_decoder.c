@@ -203,7 +203,10 @@ engage_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(state->change_cxt);
 }
 
-/* Writes a record for a logical message with the engage prefix. */
+/*
+ * Writes a record for a logical message with the engage prefix: an event
+ * when engage.emit() wrote it, else a quarantine record (message.c).
+ */
 static void
 engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   XLogRecPtr lsn, bool transactional, const char *prefix,
@@ -212,6 +215,8 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	EngageState *state = ctx->output_plugin_private;
 	EngageTxn	untied = {0};
 	EngageTxn  *etxn = &untied;
+	TransactionId xid = txn ? txn->xid : InvalidTransactionId;
+	const char *reason;
 	MemoryContext old;
 
 	if (transactional)
@@ -229,12 +234,22 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	old = MemoryContextSwitchTo(state->change_cxt);
 	if (transactional)
 		write_begin_once(ctx, txn, etxn);
-	engage_open_record(ctx, etxn, lsn, txn ? txn->xid : InvalidTransactionId,
-					   ENGAGE_RECORD_MESSAGE, "message");
+	reason = engage_message_quarantine_reason(transactional, xid, message, size);
+	engage_open_record(ctx, etxn, lsn, xid,
+					   reason ? ENGAGE_RECORD_QUARANTINE : ENGAGE_RECORD_MESSAGE,
+					   reason ? "quarantine" : "message");
 	state->handoff.facts.transactional = transactional;
 	if (!transactional)
 		appendBinaryStringInfo(ctx->out, ",\"transactional\":false", 22);
-	engage_write_message_body(state, ctx->out, message, size);
+	if (reason)
+	{
+		state->handoff.facts.no_topic_reason = reason;
+		appendBinaryStringInfo(ctx->out, ",\"reason\":", 10);
+		engage_json_string(ctx->out, reason, strlen(reason));
+		engage_write_quarantined_body(state, ctx->out, message, size);
+	}
+	else
+		engage_write_message_body(state, ctx->out, message, size);
 	engage_close_record(ctx, etxn);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);

@@ -152,8 +152,12 @@ extern void engage_write_key(EngageState *state, StringInfo out, EngageRel *erel
 extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
 
 /* message.c */
+extern const char *engage_message_quarantine_reason(bool transactional, TransactionId xid,
+													const char *message, Size size);
 extern void engage_write_message_body(EngageState *state, StringInfo out,
 									  const char *message, Size size);
+extern void engage_write_quarantined_body(EngageState *state, StringInfo out,
+										  const char *message, Size size);
 
 /* jsonvalue.c */
 extern void engage_json_string(StringInfo out, const char *s, int len);

@@ -15,6 +15,7 @@
  * Shared rules, compiled into both libraries (the plugin never links Kafka):
  *	topicname.c		valid Kafka topic names and the topics of tables and messages
  *	tablelist.c		the "tables" list of captured tables
+ *	emitauth.c		the authenticator of messages written by engage.emit()
  */
 #ifndef ENGAGE_HANDOFF_H
 #define ENGAGE_HANDOFF_H
@@ -29,7 +30,7 @@
 #define ENGAGE_MESSAGE_PREFIX "engage"
 
 #define ENGAGE_HANDOFF_MAGIC	0x45474831	/* "EGH1" */
-#define ENGAGE_HANDOFF_VERSION	1
+#define ENGAGE_HANDOFF_VERSION	2
 
 /* What a record is. */
 typedef enum EngageRecordKind
@@ -37,7 +38,8 @@ typedef enum EngageRecordKind
 	ENGAGE_RECORD_BEGIN,		/* a transaction's first event follows */
 	ENGAGE_RECORD_COMMIT,		/* the transaction's events are all written */
 	ENGAGE_RECORD_ROW,			/* insert, update, delete or truncate */
-	ENGAGE_RECORD_MESSAGE		/* a logical message with the engage prefix */
+	ENGAGE_RECORD_MESSAGE,		/* an event written by engage.emit() */
+	ENGAGE_RECORD_QUARANTINE	/* any other message with the engage prefix */
 } EngageRecordKind;
 
 /* Bytes that are not NUL-terminated; data is NULL when absent. */
@@ -60,7 +62,8 @@ typedef struct EngageRecordFacts
 	EngageBytes table;			/* "schema.table" as in the catalog (rows) */
 	EngageBytes topic;			/* the Kafka topic; absent when it has none */
 	EngageBytes key;			/* the Kafka key; absent when it has none */
-	const char *no_topic_reason;	/* why topic is absent, when it is */
+	const char *no_topic_reason;	/* why topic is absent, when it is (for a
+									 * quarantined message: why it is one) */
 	bool		transactional;	/* false only for non-transactional messages */
 	XLogRecPtr	end_lsn;		/* commit records: end of the commit record */
 } EngageRecordFacts;
@@ -83,6 +86,12 @@ extern const char *engage_table_topic(StringInfo buf, const char *prefix,
 									  const char *schema, const char *table);
 extern const char *engage_message_topic(StringInfo buf, const char *prefix,
 										const char *topic, int len);
+
+/* emitauth.c: engage.emit() messages start with an authenticator (hex). */
+#define ENGAGE_EMIT_MAC_CHARS 64
+
+extern void engage_emit_sign(StringInfo buf, TransactionId xid, const char *event, Size len);
+extern bool engage_emit_verify(TransactionId xid, const char *message, Size size);
 
 /* tablelist.c: the list of captured tables. */
 typedef struct EngageTableList

@@ -1,14 +1,21 @@
 /*
  * message.c
- *		The body of a message record: what engage.emit() wrote.
+ *		The body of a message record: an event engage.emit() wrote, or a
+ *		quarantined message.
  *
- * engage.emit() writes a JSON object with the members topic (a string), key
- * (a string or null) and payload; they are spliced into the record, and the
- * topic and key are handed over for routing.  Anything else written with the
- * engage prefix is kept whole, never spliced, so it cannot pose as the
- * record's own fields: another JSON object goes under "message", other text
- * under "raw", bytes that are not valid text in the database encoding under
- * "raw_base64".  Such a record has no topic.
+ * A message with the engage prefix is an application event only when
+ * engage.emit() wrote it in the transaction that committed it: it starts with
+ * the authenticator only emit() can compute (emitauth.c), followed by a JSON
+ * object with the members topic (a string), key (a string or null) and
+ * payload.  They are spliced into the record, and the topic and key are
+ * handed over for routing.
+ *
+ * Anything else with the prefix (written with pg_logical_emit_message(), or
+ * non-transactional, so decoded even when its transaction rolled back) is
+ * quarantined: a record with op "quarantine" and the reason, whose content is
+ * kept whole, never spliced, so it cannot pose as an event: a JSON object
+ * under "message", other text under "raw", bytes that are not valid text in
+ * the database encoding under "raw_base64".  It has no topic.
  */
 #include "engage_decoder.h"
 
@@ -169,28 +176,53 @@ hand_over(EngageState *state, MessageShape *shape)
 	}
 }
 
-/* Writes the members of a message record after its header. */
+/*
+ * Why a message with the engage prefix is not an application event, or NULL
+ * when engage.emit() wrote it in transaction xid (the top-level transaction
+ * that committed it).
+ */
+const char *
+engage_message_quarantine_reason(bool transactional, TransactionId xid,
+								 const char *message, Size size)
+{
+	if (!transactional)
+		return "non-transactional message: it is decoded even when its transaction rolls back";
+	if (!engage_emit_verify(xid, message, size))
+		return "not written by engage.emit() in the transaction that committed it";
+	return NULL;
+}
+
+/* Writes the members of an event record after its header: what emit() wrote. */
 void
 engage_write_message_body(EngageState *state, StringInfo out, const char *message, Size size)
 {
 	MessageShape shape = {0};
-	MessageKind kind = MESSAGE_TEXT;
+	const char *event = message + ENGAGE_EMIT_MAC_CHARS;
+	Size		len = size - ENGAGE_EMIT_MAC_CHARS;
 
-	state->handoff.facts.no_topic_reason = "the message was not written by engage.emit()";
-	if (pg_verifymbstr(message, size, true))
-		kind = parse_message(message, size, &shape);
-	switch (kind)
+	state->handoff.facts.no_topic_reason = "the event is not what engage.emit() writes";
+	if (pg_verifymbstr(event, len, true) &&
+		parse_message(event, len, &shape) == MESSAGE_EMITTED)
 	{
-		case MESSAGE_EMITTED:
-			splice_members(out, message, size);
-			hand_over(state, &shape);
-			break;
-		case MESSAGE_OBJECT:
-			appendBinaryStringInfo(out, ",\"message\":", 11);
-			engage_json_one_line(out, message, size);
-			break;
-		case MESSAGE_TEXT:
-			write_raw(out, message, size);
-			break;
+		splice_members(out, event, len);
+		hand_over(state, &shape);
 	}
+	else
+		engage_write_quarantined_body(state, out, event, len);
+}
+
+/* Writes the content of a quarantined message after its header and reason, whole. */
+void
+engage_write_quarantined_body(EngageState *state, StringInfo out, const char *message, Size size)
+{
+	MessageShape shape = {0};
+
+	if (pg_verifymbstr(message, size, true) &&
+		parse_message(message, size, &shape) != MESSAGE_TEXT)
+	{
+		appendBinaryStringInfo(out, ",\"message\":", 11);
+		engage_json_one_line(out, message, size);
+	}
+	else
+		write_raw(out, message, size);
 }

@@ -77,14 +77,20 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    IF op NOT IN ('insert', 'update', 'delete', 'truncate', 'message') OR op IS NULL THEN
+    IF op NOT IN ('insert', 'update', 'delete', 'truncate', 'message', 'quarantine') OR op IS NULL THEN
         RETURN 'unknown op ' || coalesce(op, 'NULL');
     END IF;
     IF (j->>'id') IS NULL OR (j->>'id') !~ engage_test.id_re() THEN
         RETURN 'id is not <commit lsn>:<position>';
     END IF;
     commit_lsn := split_part(j->>'id', ':', 1)::pg_lsn;
-    IF op = 'message' AND j->'transactional' = 'false'::jsonb THEN
+    IF op = 'quarantine' AND coalesce(j->>'reason', '') = '' THEN
+        RETURN 'quarantine record without a reason';
+    END IF;
+    IF op = 'message' AND j ? 'transactional' THEN
+        RETURN 'an application event is always transactional';
+    END IF;
+    IF op = 'quarantine' AND j->'transactional' = 'false'::jsonb THEN
         -- a non-transactional message is named by its own LSN and has no commit
         IF commit_lsn <> (j->>'lsn')::pg_lsn THEN
             RETURN 'non-transactional message id is not its own lsn';
@@ -107,7 +113,7 @@ BEGIN
        OR (j->>'ts')::timestamptz < clock_timestamp() - interval '1 day' THEN
         RETURN 'ts is not a recent commit time';
     END IF;
-    IF op <> 'message' THEN
+    IF op NOT IN ('message', 'quarantine') THEN
         IF jsonb_typeof(j->'table') IS DISTINCT FROM 'string' THEN
             RETURN 'table is not a string';
         END IF;
@@ -224,7 +230,7 @@ SELECT engage_test.norm('{"v":1,"id":"0/1A2B3C4:2","lsn":"0/1A2B300","xid":735,"
        || '","op":"update","table":"engage.t","pk":{"id":7},"new":{"id":7}}');
 SELECT engage_test.body(rec) FROM (VALUES
     ('{"v":1,"id":"0/1A2B3C4:2","lsn":"0/1A2B300","xid":735,"ts":"2026-11-25T09:00:00.123456Z","op":"insert","x":1}'),
-    ('{"v":1,"id":"0/1A2B3C4:3","lsn":"0/1A2B300","xid":0,"ts":null,"op":"message","transactional":false}'),
+    ('{"v":1,"id":"0/1A2B3C4:3","lsn":"0/1A2B300","xid":0,"ts":null,"op":"quarantine","transactional":false,"reason":"r"}'),
     ('{"v":1,"op":"begin","xid":735,"lsn":"0/1A2B3C4","ts":"2026-11-25T09:00:00.123456Z"}'),
     ('{"v":1,"op":"commit","xid":735,"lsn":"0/1A2B3C4","end_lsn":"0/1A2B3F4","ts":"2026-11-25T09:00:00.123456Z","events":2}'),
     ('{"v":1,"id":"0/1A2B3C4","lsn":"0/1A2B300","xid":735,"ts":"2026-11-25T09:00:00.123456Z","op":"insert"}')
@@ -242,8 +248,10 @@ SELECT t.rec, engage_test.check(t.rec)
     ('{"v":1,"id":"0/1:0","lsn":"0/1","xid":1,"ts":"2026-11-25T09:00:00.123456Z","op":"insert"}'),
     ('{"v":1,"id":"0/1:1","lsn":"0/2","xid":1,"ts":"2026-11-25T09:00:00.123456Z","op":"insert"}'),
     ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":"1","ts":"2026-11-25T09:00:00.123456Z","op":"insert"}'),
+    ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":0,"ts":null,"op":"quarantine","transactional":false,"reason":"r"}'),
+    ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":0,"ts":"2026-11-25T09:00:00.123456Z","op":"quarantine","transactional":false,"reason":"r"}'),
     ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":0,"ts":null,"op":"message","transactional":false}'),
-    ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":0,"ts":"2026-11-25T09:00:00.123456Z","op":"message","transactional":false}'),
+    ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":1,"ts":"2026-11-25T09:00:00.123456Z","op":"quarantine"}'),
     ('{"v":1,"id":"0/1:1","lsn":"0/1","xid":1,"ts":"1999-11-25T09:00:00.123456Z","op":"message"}')
   ) AS t(rec);
 SELECT engage_test.error_of('SELECT 1');

@@ -4,6 +4,10 @@
 -- inserts), the transactions option (begin and commit records), and schema
 -- changes in the middle of the stream.
 
+-- emit() registers a topic on its first use with a row in
+-- engage_internal.app_topics; registered before the slot exists, 'tx.fourth'
+-- writes no such row below, where all tables are captured.
+SELECT engage_internal.register_app_topic('tx.fourth');
 SELECT 'init' FROM pg_create_logical_replication_slot('regress_tx', 'engage_decoder');
 CREATE EXTENSION pg_walinspect;
 CREATE TABLE engage.tx (id int PRIMARY KEY, note text);

@@ -44,7 +44,8 @@ SELECT data::jsonb->'new'->>'tstz' ~ '(Z|[+-]00:00)$' AS tstz_has_utc_designator
 
 -- 4. A message object written with the engage prefix by other means must
 --    not be able to replace the record's own fields ("v", "id", "op", ...):
---    the record must keep v 1, op message and its event id.
+--    the record must keep v 1 and its event id, and is quarantined (op
+--    quarantine): engage.emit() did not write it.
 SELECT pg_logical_emit_message(true, 'engage',
     '{"topic": "t", "v": 2, "id": "spoofed", "op": "insert", "lsn": "0/0"}') IS NOT NULL AS emitted;
 SELECT data::jsonb->'v' AS v, data::jsonb->>'op' AS op,

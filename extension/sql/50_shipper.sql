@@ -2,8 +2,9 @@
 
 -- One row describing the shipper: its state, the slot position confirmed to
 -- PostgreSQL after Kafka acknowledged it, how far that is behind the WAL, what
--- was shipped, the last error and whether it is resolved, and how many
--- sessions (starts, reloads, retries) the shipper has had.
+-- was shipped, the last error and whether it is resolved, how many sessions
+-- (starts, reloads, retries) the shipper has had, and how many messages with
+-- the engage prefix it quarantined because engage.emit() did not write them.
 CREATE FUNCTION engage.shipper_status(
     OUT state text,
     OUT pid integer,
@@ -18,7 +19,9 @@ CREATE FUNCTION engage.shipper_status(
     OUT last_error_at timestamptz,
     OUT error_resolved_at timestamptz,
     OUT slot_name text,
-    OUT sessions bigint)
+    OUT sessions bigint,
+    OUT quarantined bigint,
+    OUT last_quarantined_at timestamptz)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'engage_shipper_status';
