@@ -12,6 +12,7 @@
  *	producer.c		everything that touches librdkafka
  *	status.c		shared status and engage.shipper_status()
  *	emit.c			engage.emit(): transactional application events
+ *	credentials.c	the Kafka credentials file
  *	shared.c		the rules shared with engage_decoder (plugin/engage_handoff.h)
  */
 #ifndef ENGAGE_H
@@ -33,6 +34,7 @@ extern char *engage_slot_name;
 extern char *engage_topic_prefix;
 extern char *engage_tables;
 extern char *engage_kafka_properties;
+extern char *engage_kafka_credentials_file;
 extern int	engage_poll_interval_ms;
 extern int	engage_shutdown_timeout_ms;
 extern bool engage_wake_on_commit;
@@ -110,6 +112,11 @@ extern bool tracker_empty(void);
 extern int64 tracker_pending_events(void);
 extern XLogRecPtr tracker_confirmable(void);
 
+/* credentials.c: the Kafka credentials file. */
+extern bool engage_property_is_secret(const char *name);
+extern bool engage_read_credentials(const char *path, List **items, char **errmsg);
+extern void engage_forget_credentials(List *items);
+
 /* producer.c: the only file that touches librdkafka. */
 
 /* One event for Kafka; the bytes are copied by producer_send(). */
@@ -149,8 +156,8 @@ typedef enum EngageSendResult
 } EngageSendResult;
 
 extern bool producer_check_properties(const char *props, char **errmsg);
-extern bool producer_start(const char *brokers, const char *properties,
-						   const char *dead_letter, char **errmsg);
+extern bool producer_start(const char *brokers, const char *properties, List *credentials,
+						   const char *credentials_path, const char *dead_letter, char **errmsg);
 extern void producer_stop(void);
 extern EngageSendResult producer_send(const EngageMessage *msg);
 extern void producer_poll(int timeout_ms);

@@ -17,6 +17,7 @@ char	   *engage_slot_name = NULL;
 char	   *engage_topic_prefix = NULL;
 char	   *engage_tables = NULL;
 char	   *engage_kafka_properties = NULL;
+char	   *engage_kafka_credentials_file = NULL;
 int			engage_poll_interval_ms = 10;
 int			engage_shutdown_timeout_ms = 10000;
 bool		engage_wake_on_commit = true;
@@ -141,6 +142,9 @@ engage_define_settings(void)
 	define_string("engage.kafka_properties",
 				  gettext_noop("Extra librdkafka properties, name=value separated by semicolons."),
 				  &engage_kafka_properties, "", GUC_SUPERUSER_ONLY, check_properties);
+	define_string("engage.kafka_credentials_file",
+				  gettext_noop("File of secret librdkafka properties (name=value lines), readable only by the server's user."),
+				  &engage_kafka_credentials_file, "", GUC_SUPERUSER_ONLY, NULL);
 	define_string("engage.dead_letter_topic", gettext_noop("Topic of events Kafka refuses, with policy dead_letter."),
 				  &engage_dead_letter_topic, "engage.dead_letter", 0, check_topic);
 	DefineCustomEnumVariable("engage.poison_policy",

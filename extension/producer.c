@@ -14,6 +14,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "nodes/parsenodes.h"
+#include "nodes/value.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -310,9 +312,51 @@ apply_properties(rd_kafka_conf_t *conf, const char *props, char **errmsg)
 							   strcmp(item, "bootstrap.servers") == 0 ? "; use engage.brokers" : "");
 			return false;
 		}
+		if (engage_property_is_secret(item))
+		{
+			*errmsg = psprintf("Kafka property \"%s\" holds a secret, and settings are readable by "
+							   "pg_read_all_settings and written to the server log; put it in "
+							   "engage.kafka_credentials_file", item);
+			return false;
+		}
 		if (rd_kafka_conf_set(conf, item, eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 		{
 			*errmsg = pstrdup(errstr);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Applies the properties read from the credentials file (credentials.c).
+ * False with a palloc'd message that never shows a value.
+ */
+static bool
+apply_credentials(rd_kafka_conf_t *conf, List *items, const char *path, char **errmsg)
+{
+	ListCell   *lc;
+	char		errstr[512];
+
+	foreach(lc, items)
+	{
+		DefElem    *item = lfirst(lc);
+		const char *value = strVal(item->arg);
+
+		if (is_reserved(item->defname))
+		{
+			*errmsg = psprintf("Kafka property \"%s\" on line %d of \"%s\" is set by pg_engage and cannot be changed",
+							   item->defname, item->location, path);
+			return false;
+		}
+		if (rd_kafka_conf_set(conf, item->defname, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		{
+			/* librdkafka may quote the value: its text is shown only when it does not. */
+			bool		quotes = value[0] == '\0' || strstr(errstr, value) != NULL;
+
+			*errmsg = psprintf("librdkafka refused property \"%s\" on line %d of \"%s\"%s%s",
+							   item->defname, item->location, path,
+							   quotes ? " (its value is not shown)" : ": ", quotes ? "" : errstr);
 			return false;
 		}
 	}
@@ -354,12 +398,12 @@ reset_outcomes(void)
 }
 
 /*
- * Creates the producer for brokers with extra properties; dead-letter topic
- * NULL means the stop policy.  False with a palloc'd message on failure.
+ * Creates the producer for brokers with extra properties and those of the
+ * credentials file (DefElem list); dead-letter topic NULL means the stop policy.  False with a palloc'd message on failure.
  */
 bool
-producer_start(const char *brokers, const char *properties, const char *dead_letter,
-			   char **errmsg)
+producer_start(const char *brokers, const char *properties, List *credentials,
+			   const char *credentials_path, const char *dead_letter, char **errmsg)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
@@ -379,7 +423,8 @@ producer_start(const char *brokers, const char *properties, const char *dead_let
 	set_required(conf, "queue.buffering.max.kbytes", "16384");
 	/* JSON records compress well: less for the network and the broker. */
 	set_required(conf, "compression.type", "lz4");
-	if (!apply_properties(conf, properties, errmsg))
+	if (!apply_properties(conf, properties, errmsg) ||
+		!apply_credentials(conf, credentials, credentials_path, errmsg))
 	{
 		rd_kafka_conf_destroy(conf);
 		return false;

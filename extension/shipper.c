@@ -66,18 +66,22 @@ static EngageShipperState shown_state = SHIPPER_STARTING;
 static char *
 settings_fingerprint(void)
 {
-	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%d", engage_enabled, engage_brokers,
+	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d", engage_enabled, engage_brokers,
 					engage_database, engage_slot_name, engage_topic_prefix,
-					engage_tables, engage_kafka_properties, engage_dead_letter_topic,
-					engage_poison_policy);
+					engage_tables, engage_kafka_properties, engage_kafka_credentials_file,
+					engage_dead_letter_topic, engage_poison_policy);
 }
 
-/* Did a setting of the session change since it started? */
+/*
+ * Did a setting of the session change since it started?  With a credentials
+ * file, every reload counts as a change: the file is read again.
+ */
 static bool
 settings_changed(void)
 {
 	char	   *now = settings_fingerprint();
-	bool		changed = session_settings == NULL || strcmp(now, session_settings) != 0;
+	bool		changed = session_settings == NULL || strcmp(now, session_settings) != 0 ||
+		engage_kafka_credentials_file[0] != '\0';
 
 	pfree(now);
 	return changed;
@@ -321,13 +325,39 @@ acquire_slot(void)
 }
 
 /*
+ * Starts the producer with the settings and the credentials file, if any;
+ * false (reported, without any value read from the file) on failure.
+ */
+static bool
+start_producer(void)
+{
+	List	   *credentials = NIL;
+	char	   *error = NULL;
+	const char *path = engage_kafka_credentials_file;
+	bool		ok;
+
+	if (path[0] != '\0' && !engage_read_credentials(path, &credentials, &error))
+	{
+		report(SHIPPER_STOPPED_ON_ERROR,
+			   psprintf("engage.kafka_credentials_file cannot be used: %s", error));
+		return false;
+	}
+	ok = producer_start(engage_brokers, engage_kafka_properties, credentials, path,
+						engage_poison_policy == ENGAGE_POISON_DEAD_LETTER ?
+						engage_dead_letter_topic : NULL, &error);
+	engage_forget_credentials(credentials);
+	if (!ok)
+		report(SHIPPER_STOPPED_ON_ERROR, psprintf("invalid Kafka configuration: %s", error));
+	return ok;
+}
+
+/*
  * Starts the producer and the decoding session, everything allocated in a
  * new session context; false (reported) on failure.
  */
 static bool
 session_start(void)
 {
-	char	   *error = NULL;
 	MemoryContext old;
 
 	session_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage shipper session",
@@ -335,11 +365,8 @@ session_start(void)
 	old = MemoryContextSwitchTo(session_cxt);
 	session_settings = settings_fingerprint();
 	engage_status_session(engage_slot_name);
-	if (!producer_start(engage_brokers, engage_kafka_properties,
-						engage_poison_policy == ENGAGE_POISON_DEAD_LETTER ?
-						engage_dead_letter_topic : NULL, &error))
+	if (!start_producer())
 	{
-		report(SHIPPER_STOPPED_ON_ERROR, psprintf("invalid Kafka configuration: %s", error));
 		MemoryContextSwitchTo(old);
 		return false;
 	}
