@@ -13,6 +13,7 @@
  *	status.c		shared status and engage.shipper_status()
  *	emit.c			engage.emit(): transactional application events
  *	credentials.c	the Kafka credentials file
+ *	confcheck.c		refuses to ship when an engage.* line of the configuration failed
  *	shared.c		the rules shared with engage_decoder (plugin/engage_handoff.h)
  */
 #ifndef ENGAGE_H
@@ -111,6 +112,9 @@ extern void tracker_acked(uint64 txn, int64 events);
 extern bool tracker_empty(void);
 extern int64 tracker_pending_events(void);
 extern XLogRecPtr tracker_confirmable(void);
+
+/* confcheck.c: every engage.* line of the configuration files applies. */
+extern char *engage_config_problem(void);
 
 /* credentials.c: the Kafka credentials file. */
 extern bool engage_property_is_secret(const char *name);

@@ -95,15 +95,24 @@ show_state(EngageShipperState state)
 	engage_status_set_state(state);
 }
 
-/* Records an error in the status and the log, and sets the state. */
+/*
+ * Records an error in the status and the log, and sets the state.  The same
+ * error again in the same state (a retry that failed alike) is not logged again.
+ */
 static void
 report(EngageShipperState state, const char *error)
 {
+	static char last[512];
+	bool		again = state == shown_state && error != NULL &&
+		strncmp(error, last, sizeof(last) - 1) == 0;
+
 	show_state(state);
 	if (error == NULL)
 		return;
 	engage_status_set_error(error);
-	ereport(LOG, (errmsg("pg_engage shipper: %s", error)));
+	if (!again)
+		ereport(LOG, (errmsg("pg_engage shipper: %s", error)));
+	strlcpy(last, error, sizeof(last));
 }
 
 /* Writes librdkafka's queued log lines to the server log. */
@@ -325,17 +334,23 @@ acquire_slot(void)
 }
 
 /*
- * Starts the producer with the settings and the credentials file, if any;
- * false (reported, without any value read from the file) on failure.
+ * Starts the producer with the settings and the credentials file, if any,
+ * once every engage.* line of the configuration files applies; false
+ * (reported, without any value read from the file) on failure.
  */
 static bool
 start_producer(void)
 {
 	List	   *credentials = NIL;
-	char	   *error = NULL;
+	char	   *error = engage_config_problem();
 	const char *path = engage_kafka_credentials_file;
 	bool		ok;
 
+	if (error != NULL)
+	{
+		report(SHIPPER_STOPPED_ON_ERROR, error);
+		return false;
+	}
 	if (path[0] != '\0' && !engage_read_credentials(path, &credentials, &error))
 	{
 		report(SHIPPER_STOPPED_ON_ERROR,
@@ -479,15 +494,27 @@ decode_batch(void)
 	return n;
 }
 
-/* Handles a reload; true when a setting of the session changed. */
+/*
+ * Handles a reload; true when a setting of the session changed, or when an
+ * engage.* line failed to apply (the next session start reports it and does
+ * not ship with the values PostgreSQL kept instead).
+ */
 static bool
 reload_changed_settings(void)
 {
+	char	   *problem;
+
 	if (!ConfigReloadPending)
 		return false;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
-	return settings_changed();
+	if (settings_changed())
+		return true;
+	problem = engage_config_problem();
+	if (problem == NULL)
+		return false;
+	pfree(problem);
+	return true;
 }
 
 /* The main loop of a session, in loop_cxt reset every turn; returns why it ended. */
