@@ -16,7 +16,6 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
@@ -140,14 +139,17 @@ serve_producer(int timeout_ms)
 	write_kafka_log();
 }
 
-/* Creates the slot with engage_decoder if it does not exist yet. */
+/*
+ * Creates the slot with engage_decoder if it does not exist yet.  Through
+ * the C API, as pg_create_logical_replication_slot() does: no SQL runs, so
+ * nothing a role can put on a search_path is ever called.
+ */
 static void
 ensure_slot(void)
 {
 	ReplicationSlot *slot;
 	MemoryContext cxt = CurrentMemoryContext;
-	Oid			argtype = TEXTOID;
-	Datum		value;
+	LogicalDecodingContext *init;
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 	slot = SearchNamedReplicationSlot(engage_slot_name, false);
@@ -155,17 +157,20 @@ ensure_slot(void)
 	if (slot != NULL)
 		return;
 	ereport(LOG, (errmsg("pg_engage shipper: creating replication slot \"%s\"", engage_slot_name)));
-	value = CStringGetTextDatum(engage_slot_name);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	/* Qualified: no schema on the search_path can stand in for it. */
-	if (SPI_execute_with_args("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'engage_decoder')",
-							  1, &argtype, &value, NULL, false, 0) < 0)
-		elog(ERROR, "could not create replication slot \"%s\"", engage_slot_name);
-	SPI_finish();
-	PopActiveSnapshot();
+	CheckLogicalDecodingRequirements();
+	/* Ephemeral until its start point is found: an error drops it. */
+	ReplicationSlotCreate(engage_slot_name, true, RS_EPHEMERAL, false);
+	init = CreateInitDecodingContext("engage_decoder", NIL, false, InvalidXLogRecPtr,
+									 XL_ROUTINE(.page_read = read_local_xlog_page,
+												.segment_open = wal_segment_open,
+												.segment_close = wal_segment_close),
+									 NULL, NULL, NULL);
+	DecodingContextFindStartpoint(init);
+	FreeDecodingContext(init);
+	ReplicationSlotPersist();
+	ReplicationSlotRelease();
 	CommitTransactionCommand();
 	CurrentResourceOwner = shipper_owner;
 	MemoryContextSwitchTo(cxt);
@@ -686,6 +691,8 @@ engage_shipper_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	connected_db = MemoryContextStrdup(TopMemoryContext, engage_database);
 	BackgroundWorkerInitializeConnection(connected_db, NULL, 0);
+	/* Whatever SQL the worker runs finds only the system's objects. */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	shipper_owner = ResourceOwnerCreate(NULL, "pg_engage shipper");
 	CurrentResourceOwner = shipper_owner;
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage shipper loop",
