@@ -9,6 +9,9 @@
 -- test transaction; the tests themselves run in a transaction that is rolled
 -- back, and the slot is dropped at the end.
 
+-- emit() registers a topic on first use (a row in engage_internal.app_topics,
+-- which takes a position in the transaction): registered before the slot.
+SELECT engage_internal.register_app_topic('pgtap.committed') IS NOT NULL AS registered \gset
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'pgtap_emit') THEN
@@ -29,7 +32,7 @@ SELECT engage.emit('pgtap.committed_after_savepoint', NULL, 'null') AS after_sav
 COMMIT;
 
 BEGIN;
-SELECT plan(28);
+SELECT plan(33);
 
 -- The function -----------------------------------------------------------------
 
@@ -97,6 +100,20 @@ SELECT is((SELECT count(*)::int FROM emitted
           'events of the open transaction are not decoded before it commits');
 SELECT is((SELECT count(*)::int FROM emitted WHERE data ~ '[\n\r]' OR j->>'id' IS NULL), 0,
           'every record is one line with an id');
+
+-- The topic registration: emit()'s gate, not anyone's function ------------------
+
+SELECT is_definer('engage_internal', 'register_app_topic', ARRAY['text'],
+                  'register_app_topic is SECURITY DEFINER (emitting roles need no rights on engage_internal)');
+SELECT ok((SELECT proconfig @> ARRAY['search_path=pg_catalog, pg_temp'] FROM pg_proc
+            WHERE oid = 'engage_internal.register_app_topic(text)'::regprocedure),
+          'register_app_topic pins search_path = pg_catalog, pg_temp');
+SELECT function_privs_are('engage_internal', 'register_app_topic', ARRAY['text'], 'public', ARRAY[]::text[],
+                          'PUBLIC cannot execute register_app_topic');
+SELECT throws_ok($$SELECT engage.emit('pgtap_committed', 'k', '{}')$$, '42710', NULL,
+                 'a topic colliding in Kafka with a registered one is refused (42710)');
+SELECT throws_ok($$SELECT engage.emit('pgtap.big', 'k', jsonb_build_object('b', repeat('x', 1000000)))$$,
+                 '54000', NULL, 'an event larger than message.max.bytes is refused (54000)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -9,7 +9,8 @@ SELECT plan(31);
 SELECT functions_are('engage_internal', ARRAY[
     'audience_first_build', 'audience_top_up', 'audience_skip_counts',
     'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
-    'rollup_recompute_cumulative'], 'engage_internal holds the steps of the API functions');
+    'rollup_recompute_cumulative', 'register_app_topic'],
+    'engage_internal holds the steps of the API functions and the topic registration of emit()');
 
 -- Declarations: a comment, a fixed search_path, not SECURITY DEFINER, honest volatility.
 SELECT is((SELECT count(*) FROM pg_proc AS p
