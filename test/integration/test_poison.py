@@ -82,12 +82,17 @@ def test_refused_event_stop_then_dead_letter(cluster, broker, prefix):
 
 
 def test_event_over_client_limit_stops(cluster, broker, prefix):
-    """An event over librdkafka's message.max.bytes (1 MB): stopped on error, position held."""
+    """A row event over librdkafka's message.max.bytes (1 MB): stopped on error, position held.
+    (engage.emit() refuses such an event up front; a row cannot be refused when it is written.)"""
     cluster.wait_running()
     cluster.query("INSERT INTO engage.members (name) VALUES ('before')")
     cluster.wait_shipped()
-    between = emit_poison(cluster, {"blob": blob(1_100_000, "huge")})
+    with cluster.connect() as conn:
+        conn.execute("INSERT INTO engage.members (name, contact) VALUES ('huge', %s)",
+                     (blob(1_100_000, "huge"),))
+        between = lsn_int(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+        conn.execute("INSERT INTO engage.members (name) VALUES ('after')")
     wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
     error = cluster.status()["last_error"]
-    assert f"{prefix}.big" in error and "too large" in error.lower(), error
+    assert f"{prefix}.members" in error and "too large" in error.lower(), error
     assert_held(cluster, between)
