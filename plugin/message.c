@@ -15,13 +15,17 @@
  * quarantined: a record with op "quarantine" and the reason, whose content is
  * kept whole, never spliced, so it cannot pose as an event: a JSON object
  * under "message", other text under "raw", bytes that are not valid text in
- * the database encoding under "raw_base64".  It has no topic.
+ * the database encoding under "raw_base64"; content over 64 kB is not copied,
+ * only its size ("content_bytes").  It has no topic.
  */
 #include "engage_decoder.h"
 
 #include "common/base64.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
+
+/* Quarantined content above this size is not copied into the record. */
+#define QUARANTINE_MAX_CONTENT (64 * 1024)
 
 /* What the parser saw of a message's top level. */
 typedef struct MessageShape
@@ -211,12 +215,22 @@ engage_write_message_body(EngageState *state, StringInfo out, const char *messag
 		engage_write_quarantined_body(state, out, event, len);
 }
 
-/* Writes the content of a quarantined message after its header and reason, whole. */
+/*
+ * Writes the content of a quarantined message after its header and reason,
+ * whole; or, above QUARANTINE_MAX_CONTENT bytes, only its size: anyone can
+ * write a message of up to 1 GB, and copying it (twice, escaped) would fail
+ * and stop decoding for good.
+ */
 void
 engage_write_quarantined_body(EngageState *state, StringInfo out, const char *message, Size size)
 {
 	MessageShape shape = {0};
 
+	if (size > QUARANTINE_MAX_CONTENT)
+	{
+		appendStringInfo(out, ",\"content_bytes\":%zu", size);
+		return;
+	}
 	if (pg_verifymbstr(message, size, true) &&
 		parse_message(message, size, &shape) != MESSAGE_TEXT)
 	{

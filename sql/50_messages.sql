@@ -89,9 +89,15 @@ SELECT pg_logical_emit_message(true, 'engage', '{"a": 1} trailing') IS NOT NULL 
 SELECT pg_logical_emit_message(true, 'engage', '') IS NOT NULL AS emitted;
 SELECT pg_logical_emit_message(true, 'engage', E'quote " backslash \\ tab \t newline \n ctrl \x01 é 😀') IS NOT NULL AS emitted;
 SELECT pg_logical_emit_message(true, 'engage', convert_to('bytes é', 'UTF8')) IS NOT NULL AS emitted;
+-- Content over 64 kB is not copied, only its size (a 1 GB message must not stop decoding).
+SELECT pg_logical_emit_message(true, 'engage', repeat('x', 65537)) IS NOT NULL AS emitted;
+SELECT pg_logical_emit_message(true, 'engage', repeat('x', 65536)) IS NOT NULL AS emitted;
 COMMIT;
-SELECT * FROM engage_test.peek('regress_msg');
-SELECT engage_test.raw(data) FROM pg_logical_slot_get_changes('regress_msg', NULL, NULL);
+SELECT r->>'id' AS id, r->'content_bytes' AS content_bytes, length(r->>'raw') AS raw_length
+  FROM engage_test.peek('regress_msg') r WHERE r ? 'content_bytes' OR length(r->>'raw') > 1000;
+SELECT * FROM engage_test.peek('regress_msg') r WHERE NOT r ? 'content_bytes' AND coalesce(length(r->>'raw'), 0) <= 1000;
+SELECT engage_test.raw(data) FROM pg_logical_slot_get_changes('regress_msg', NULL, NULL)
+ WHERE length(data) < 1000;
 
 -- Forgeries.  The authenticator binds an event to the transaction that wrote
 -- it: the exact bytes of a genuine event (read here with test_decoding, which
