@@ -315,13 +315,23 @@ shipper_write(LogicalDecodingContext *lctx, XLogRecPtr lsn, TransactionId xid,
 	}
 }
 
-/* The decoding options of the shipper's session. */
+/* Room a Kafka message needs beside its record: key and headers. */
+#define MESSAGE_OVERHEAD 4096
+
+/*
+ * The decoding options of the shipper's session.  A row record the producer
+ * would refuse as too large is written without its values (max_record_bytes):
+ * that stub fits the dead-letter topic.
+ */
 static List *
 decoding_options(void)
 {
-	return list_make3(makeDefElem("tables", (Node *) makeString(engage_tables), -1),
+	int			max = producer_max_message_bytes(engage_kafka_properties) - MESSAGE_OVERHEAD;
+
+	return list_make4(makeDefElem("tables", (Node *) makeString(engage_tables), -1),
 					  makeDefElem("transactions", (Node *) makeString("on"), -1),
-					  makeDefElem("topic_prefix", (Node *) makeString(engage_topic_prefix), -1));
+					  makeDefElem("topic_prefix", (Node *) makeString(engage_topic_prefix), -1),
+					  makeDefElem("max_record_bytes", (Node *) makeString(psprintf("%d", Max(max, 1024))), -1));
 }
 
 /* Acquires the shipper's slot (created if missing) and checks its plugin. */

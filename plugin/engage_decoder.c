@@ -13,6 +13,8 @@
  */
 #include "engage_decoder.h"
 
+#include "access/detoast.h"
+
 #include "replication/output_plugin.h"
 #include "utils/memutils.h"
 
@@ -107,6 +109,50 @@ engage_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr com
 	txn->output_plugin_private = NULL;
 }
 
+/*
+ * The bytes of a row's values as stored, uncompressed: a floor of their JSON
+ * size.  Unchanged TOASTed values are not in WAL and not written: not counted.
+ */
+static Size
+row_raw_size(EngageRow *row, TupleDesc desc)
+{
+	Size		size = 0;
+
+	for (int i = 0; i < row->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (row->nulls[i] || att->attisdropped)
+			continue;
+		if (att->attlen == -1 && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(row->values[i])))
+			continue;
+		size += att->attlen == -1 ? toast_raw_datum_size(row->values[i]) :
+			att->attlen > 0 ? att->attlen : 16;
+	}
+	return size;
+}
+
+/*
+ * Makes the record being written an oversized one: its values (from
+ * out->data[values_at] on) dropped, ,"oversized_bytes":<size> instead, and no
+ * topic, with the reason, so the shipper dead-letters it or stops.
+ */
+static void
+write_oversized(EngageState *state, StringInfo out, int values_at, Size size)
+{
+	EngageRecordFacts *facts = &state->handoff.facts;
+
+	out->len = values_at;
+	out->data[out->len] = '\0';
+	appendStringInfo(out, ",\"oversized_bytes\":%zu", size);
+	facts->topic.data = NULL;
+	facts->topic.len = 0;
+	facts->no_topic_reason = psprintf("a record of %.*s is too large: at least %zu bytes, more "
+									  "than max_record_bytes (%d); written without its values",
+									  facts->table.len, facts->table.data, size,
+									  state->opts.max_record_bytes);
+}
+
 /* Writes the body of an insert, update or delete record after the header. */
 static void
 write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation rel,
@@ -118,6 +164,8 @@ write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation 
 	HeapTuple	oldtup = change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL;
 	EngageRow	newrow;
 	EngageRow	oldrow;
+	int			values_at;
+	Size		raw;
 
 	engage_write_rel(out, erel, &state->handoff.facts);
 	if (newtup)
@@ -125,12 +173,22 @@ write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation 
 	if (oldtup)
 		engage_deform_row(&oldrow, desc, oldtup);
 	engage_write_key(state, out, erel, newtup ? &newrow : NULL, oldtup ? &oldrow : NULL);
+	values_at = out->len;
+	raw = (newtup ? row_raw_size(&newrow, desc) : 0) + (oldtup ? row_raw_size(&oldrow, desc) : 0);
+	if (raw > (Size) state->opts.max_record_bytes)
+	{
+		write_oversized(state, out, values_at, raw);
+		return;
+	}
 	if (newtup)
 		engage_write_row(out, "new", erel, &newrow, false);
 	if (oldtup)
 		engage_write_row(out, "old", erel, &oldrow, !full);
 	else if (change->action == REORDER_BUFFER_CHANGE_DELETE)
 		appendBinaryStringInfo(out, ",\"old\":null", 11);
+	/* Escaping can make the text larger than the values. */
+	if (out->len + 1 > state->opts.max_record_bytes)
+		write_oversized(state, out, values_at, out->len + 1);
 }
 
 /* The op name of a row change. */

@@ -95,7 +95,15 @@ typedef struct EngageOptions
 	EngageTableList tables;		/* captured tables */
 	bool		transactions;	/* write begin and commit records */
 	char	   *topic_prefix;	/* hand over Kafka topics under it, or NULL */
+	int			max_record_bytes;	/* larger row records lose their values */
 } EngageOptions;
+
+/*
+ * The largest row record written with its values: a bigger one (a value can
+ * be 1 GB) would fail to be built and stop decoding for good, and no consumer
+ * could take it anyway.
+ */
+#define ENGAGE_MAX_RECORD_BYTES (64 * 1024 * 1024)
 
 /* Plugin state of one decoding session. */
 typedef struct EngageState

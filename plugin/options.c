@@ -12,6 +12,9 @@
  *	topic_prefix	for an in-process consumer (the pg_engage shipper): hand
  *					over each record's Kafka topic under this prefix; it
  *					changes nothing in the records
+ *	max_record_bytes	a row record larger than this (the JSON text) is
+ *					written without its row values, as an "oversized" record
+ *					(record.c); default and upper bound 64 MB
  */
 #include "engage_decoder.h"
 
@@ -87,6 +90,20 @@ parse_topic_prefix(EngageOptions *opts, DefElem *elem)
 	opts->topic_prefix = pstrdup(value);
 }
 
+/* Parses max_record_bytes: 1024 up to the default, ENGAGE_MAX_RECORD_BYTES. */
+static void
+parse_max_record_bytes(EngageOptions *opts, DefElem *elem)
+{
+	char	   *value = option_string(elem);
+	char	   *end = NULL;
+	long		n = value ? strtol(value, &end, 10) : 0;
+
+	if (value == NULL || *value == '\0' || *end != '\0' || n < 1024 || n > ENGAGE_MAX_RECORD_BYTES)
+		bad_option_value("max_record_bytes", value, NULL,
+						 psprintf("Use a number of bytes from 1024 to %d.", ENGAGE_MAX_RECORD_BYTES));
+	opts->max_record_bytes = (int) n;
+}
+
 /* Fills opts from the plugin options, raising an error for unknown ones. */
 void
 engage_parse_options(List *defels, EngageOptions *opts)
@@ -97,6 +114,7 @@ engage_parse_options(List *defels, EngageOptions *opts)
 	(void) engage_parse_table_list("engage.*", &opts->tables, &hint);
 	opts->transactions = false;
 	opts->topic_prefix = NULL;
+	opts->max_record_bytes = ENGAGE_MAX_RECORD_BYTES;
 
 	foreach(lc, defels)
 	{
@@ -110,10 +128,12 @@ engage_parse_options(List *defels, EngageOptions *opts)
 			check_format_version(elem);
 		else if (strcmp(elem->defname, "topic_prefix") == 0)
 			parse_topic_prefix(opts, elem);
+		else if (strcmp(elem->defname, "max_record_bytes") == 0)
+			parse_max_record_bytes(opts, elem);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("engage_decoder option \"%s\" is not recognized", elem->defname),
-					 errhint("Valid options are tables, transactions, format_version and topic_prefix.")));
+					 errhint("Valid options are tables, transactions, format_version, topic_prefix and max_record_bytes.")));
 	}
 }

@@ -123,6 +123,13 @@ BEGIN
             RETURN 'pk is neither an object nor null';
         END IF;
     END IF;
+    IF j ? 'oversized_bytes' THEN
+        -- a row too large for max_record_bytes: the key, no values
+        IF jsonb_typeof(j->'oversized_bytes') IS DISTINCT FROM 'number' OR j ? 'new' OR j ? 'old' THEN
+            RETURN 'oversized record with values';
+        END IF;
+        RETURN NULL;
+    END IF;
     IF op IN ('insert', 'update') AND jsonb_typeof(j->'new') IS DISTINCT FROM 'object' THEN
         RETURN 'new is not an object';
     END IF;

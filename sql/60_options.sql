@@ -69,5 +69,29 @@ SELECT f AS tables,
 SELECT count(*) AS engage_records FROM pg_logical_slot_peek_changes('regress_opt', NULL, NULL);
 
 SELECT pg_drop_replication_slot('regress_opt');
+
+-- max_record_bytes: a row record larger than it keeps its key and loses its
+-- values ("oversized_bytes" instead); the size is known before the values
+-- are written (stored sizes) or, when escaping makes them larger, after.
+SELECT 'init' FROM pg_create_logical_replication_slot('regress_big_rec', 'engage_decoder');
+CREATE TABLE engage.opt_big (id int PRIMARY KEY, body text);
+ALTER TABLE engage.opt_big ALTER COLUMN body SET STORAGE EXTERNAL;
+INSERT INTO engage.opt_big VALUES (1, repeat('a', 5000));       -- stored size over 1024
+INSERT INTO engage.opt_big VALUES (2, repeat(E'\x01', 900));     -- 900 stored, 5400 escaped
+INSERT INTO engage.opt_big VALUES (3, repeat('c', 600));          -- fits
+UPDATE engage.opt_big SET id = 4 WHERE id = 1;                    -- body unchanged: not counted
+SELECT r->>'op' AS op, r->'pk' AS pk, r->'oversized_bytes' AS oversized_bytes,
+       length(r->'new'->>'body') AS body_length
+  FROM engage_test.peek('regress_big_rec', 'max_record_bytes', '1024') r;
+SELECT count(*) FILTER (WHERE data::jsonb ? 'oversized_bytes') AS oversized_by_default
+  FROM pg_logical_slot_peek_changes('regress_big_rec', NULL, NULL);
+SELECT v AS max_record_bytes,
+       split_part(engage_test.error_of(format(
+           'SELECT count(*) FROM pg_logical_slot_peek_changes(%L, NULL, NULL, %L, %L)',
+           'regress_big_rec', 'max_record_bytes', v)), E'\n', 1) AS error
+  FROM (VALUES ('1023'), ('67108865'), ('x'), (''), ('1024'), ('67108864')) AS t(v);
+SELECT pg_drop_replication_slot('regress_big_rec');
+DROP TABLE engage.opt_big;
+
 DROP TABLE engage.opt_a, engage.opt_b, engage."Opt_Mixed", engage.opt_parted, public.opt_public;
 DROP SCHEMA regress_opt CASCADE;

@@ -115,3 +115,32 @@ def test_forgeries_go_to_the_dead_letter_topic(cluster, broker, prefix, mallory)
         assert cluster.status()["state"] == "running"
     finally:
         cluster.restart_session(poison_policy=None, dead_letter_topic=None)
+
+
+def test_huge_row_of_a_role_without_grants_cannot_halt(cluster, broker, prefix, mallory):
+    """With every table captured, a role writing a row too large for Kafka into its own schema gets a
+    record without values (the key, oversized_bytes) in the dead-letter topic; shipping goes on."""
+    dead_letter = f"{prefix}-huge-dl"
+    cluster.query(f"CREATE SCHEMA IF NOT EXISTS {mallory}_own AUTHORIZATION {mallory}")
+    cluster.restart_session(tables="*", poison_policy="dead_letter", dead_letter_topic=dead_letter)
+    try:
+        genuine_traffic(cluster, "h1")
+        with psycopg.connect(host="127.0.0.1", port=cluster.port, user=mallory, dbname="postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {mallory}_own.big (id int PRIMARY KEY, body text)")
+            conn.execute(f"INSERT INTO {mallory}_own.big SELECT 1, string_agg(md5(i::text), '') "
+                         "FROM generate_series(1, 100000) AS i")  # 3.2 MB, incompressible enough
+        genuine_traffic(cluster, "h2")
+        cluster.wait_shipped()
+        assert cluster.status()["state"] == "running", cluster.status()
+        letters = [e for e in broker.read([dead_letter]) if e.record.get("table") == f"{mallory}_own.big"]
+        assert len(letters) == 1, letters
+        rec = letters[0].record
+        assert rec["pk"] == {"id": 1} and rec["oversized_bytes"] >= 3_200_000 and "new" not in rec, rec
+        assert "too large" in letters[0].headers["engage.reason"]
+        keys = {e.record["key"] for e in broker.read(all_topics(broker, prefix))
+                if e.record.get("op") == "message"}
+        assert {"h1", "h2"} <= keys
+    finally:
+        cluster.restart_session(tables=None, poison_policy=None, dead_letter_topic=None)
+        cluster.query(f"DROP SCHEMA {mallory}_own CASCADE")

@@ -94,5 +94,6 @@ def test_event_over_client_limit_stops(cluster, broker, prefix):
         conn.execute("INSERT INTO engage.members (name) VALUES ('after')")
     wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
     error = cluster.status()["last_error"]
-    assert f"{prefix}.members" in error and "too large" in error.lower(), error
+    assert "engage.members" in error and "too large" in error.lower(), error
+    assert "max_record_bytes" in error, error
     assert_held(cluster, between)
