@@ -435,9 +435,11 @@ DECLARE
     v_high xid8;
     v_take record;
 BEGIN
-    -- One rollup at a time.  An advisory lock (keyed on the journal's oid)
-    -- rather than a row lock: a rollup with nothing to do writes nothing.
-    PERFORM pg_advisory_xact_lock('engage_internal.rollup_journal'::regclass::oid::bigint);
+    -- One rollup at a time.  The lock is on a table only the owner can lock:
+    -- an advisory lock could be taken by any role, and held, to stop every
+    -- rollup.  EXCLUSIVE mode lets reads of rollup_state through, and it
+    -- takes no row lock: a rollup with nothing to do writes nothing.
+    LOCK TABLE engage_internal.rollup_state IN EXCLUSIVE MODE;
     SELECT s.processed_below INTO v_low FROM engage_internal.rollup_state AS s;
 
     -- Taken before the journal is read: every transaction below this xmin had
