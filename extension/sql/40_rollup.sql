@@ -418,12 +418,17 @@ COMMENT ON FUNCTION engage_internal.rollup_recompute_cumulative(bigint[], timest
 -- audience sizes (rollup_refresh_sizes), drop idle hours
 -- (rollup_drop_idle_hours) and recompute the cumulative values
 -- (rollup_recompute_cumulative), and finally move the mark (here).
+--
+-- SECURITY DEFINER: the rollup's tables belong to the extension's owner and
+-- no other role has privileges on them, so whoever is granted EXECUTE can
+-- bring the rates up to date but cannot write them.  It takes no argument.
 CREATE FUNCTION engage.rollup_rates(
     OUT processed_entries bigint,
     OUT changed_campaigns bigint,
     OUT changed_hours bigint)
 RETURNS record
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- No sequential scans and no JIT, for the reasons given at
 -- engage_internal.rollup_take_journal; the steps set the same themselves.

@@ -44,10 +44,11 @@ REVOKE ALL ON engage.shipper FROM PUBLIC;
 -- campaign API: named steps (issue 7)
 --
 -- engage.build_campaign_audience and engage.rollup_rates call named steps in
--- engage_internal (new functions, EXECUTE kept for PUBLIC: see the privilege
--- note in extension/sql/30_campaign.sql); engage.journal_membership_change is
--- one statement for inserts and deletes, so both membership triggers now name
--- their transition table changed_rows.  Definitions identical to those of
+-- engage_internal (new functions; their privileges, and the security
+-- attributes of the functions replaced here, are set by the issue 8 section
+-- at the end); engage.journal_membership_change is one statement for inserts
+-- and deletes, so both membership triggers now name their transition table
+-- changed_rows.  Definitions as issue 7 left them in
 -- extension/sql/30_campaign.sql and 40_rollup.sql.
 
 COMMENT ON SCHEMA engage_internal IS
@@ -264,9 +265,7 @@ BEGIN
     END IF;
 
     IF v_need = 0 THEN
-        -- Full already: nothing added, no row walked, and no step called (so,
-        -- as before the split, a caller without USAGE on engage_internal gets
-        -- its zero counts).
+        -- Full already: nothing added, no row walked, and no step called.
         added := 0;
         skipped_duplicates := 0;
         skipped_invalid := 0;
@@ -563,10 +562,12 @@ COMMENT ON FUNCTION engage.rollup_rates() IS
 'Fold campaign activity committed since the last run into engage.campaign_rates_hourly (incremental, never misses late commits); returns journal entries processed, campaigns and hours changed';
 
 -- ======================================================================
--- Trust, SQL part (issue 8).  The journal triggers run as the owner with a
--- pinned search_path and name their operators with their schema; rollups lock
--- a table instead of an advisory key.  Definitions identical to those of
--- extension/sql/40_rollup.sql.
+-- Trust, SQL part (issue 8).  Roles engage_reader, engage_writer and
+-- engage_monitor with their privileges; the journal triggers,
+-- build_campaign_audience and rollup_rates run as the owner with a pinned
+-- search_path; rollups lock a table instead of an advisory key.  Definitions
+-- identical to those of extension/sql/30_campaign.sql, 40_rollup.sql and
+-- 80_privileges.sql.
 -- ======================================================================
 
 -- The journal triggers run as the extension's owner (SECURITY DEFINER): the
@@ -667,6 +668,8 @@ $$;
 COMMENT ON FUNCTION engage.journal_membership_change() IS
 'Trigger: journal the campaign_audience rows a statement inserted or deleted (membership and first touches) for engage.rollup_rates()';
 
+ALTER FUNCTION engage.build_campaign_audience(bigint, bigint) SECURITY DEFINER;
+
 -- Fold the journal into campaign_rates_hourly: only what changed since the last run.
 --
 -- Steps: take the lock and the mark (here), consume the journal into the new
@@ -674,12 +677,17 @@ COMMENT ON FUNCTION engage.journal_membership_change() IS
 -- audience sizes (rollup_refresh_sizes), drop idle hours
 -- (rollup_drop_idle_hours) and recompute the cumulative values
 -- (rollup_recompute_cumulative), and finally move the mark (here).
+--
+-- SECURITY DEFINER: the rollup's tables belong to the extension's owner and
+-- no other role has privileges on them, so whoever is granted EXECUTE can
+-- bring the rates up to date but cannot write them.  It takes no argument.
 CREATE OR REPLACE FUNCTION engage.rollup_rates(
     OUT processed_entries bigint,
     OUT changed_campaigns bigint,
     OUT changed_hours bigint)
 RETURNS record
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- No sequential scans and no JIT, for the reasons given at
 -- engage_internal.rollup_take_journal; the steps set the same themselves.
@@ -725,6 +733,65 @@ $$;
 
 COMMENT ON FUNCTION engage.rollup_rates() IS
 'Fold campaign activity committed since the last run into engage.campaign_rates_hourly (incremental, never misses late commits); returns journal entries processed, campaigns and hours changed';
+
+-- Roles and privileges (80_privileges.sql).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT * FROM (VALUES
+            ('engage_reader', 'pg_engage: reads the engage tables and campaign rates'),
+            ('engage_writer', 'pg_engage: the Engage backend (campaign API, engage.emit(), DML on the engage tables)'),
+            ('engage_monitor', 'pg_engage: reads the Kafka shipper''s status (engage.shipper)')) AS v(name, what)
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a WHERE a.rolname = r.name);
+        BEGIN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r.name);
+            EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r.name, r.what);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;   -- created meanwhile by CREATE EXTENSION in another database
+        END;
+    END LOOP;
+END
+$$;
+
+-- Defaults: nothing for PUBLIC.  (Tables, views and schemas grant PUBLIC
+-- nothing by default; functions grant it EXECUTE.)
+REVOKE ALL ON SCHEMA engage, engage_internal FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA engage, engage_internal FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA engage, engage_internal FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA engage, engage_internal FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION engage.normalize_email(text) TO PUBLIC;
+
+-- engage_reader: the product's data and its rates.
+GRANT USAGE ON SCHEMA engage TO engage_reader;
+GRANT SELECT ON engage.users, engage.templates, engage.audiences, engage.members,
+                engage.audience_members, engage.campaigns, engage.campaign_audience,
+                engage.campaign_rates_hourly
+    TO engage_reader;
+GRANT EXECUTE ON FUNCTION engage.campaign_rates(bigint) TO engage_reader;
+
+-- engage_writer: what the backend calls and writes.  Identity columns need no
+-- privilege on their sequences.  Its writes to campaign_audience are journaled
+-- by the triggers; the rates follow.
+GRANT USAGE ON SCHEMA engage TO engage_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON engage.users, engage.templates, engage.audiences, engage.members,
+       engage.audience_members, engage.campaigns, engage.campaign_audience
+    TO engage_writer;
+GRANT SELECT ON engage.campaign_rates_hourly TO engage_writer;
+GRANT EXECUTE ON FUNCTION engage.build_campaign_audience(bigint, bigint),
+                          engage.record_engagement(bigint, bigint, text, timestamptz),
+                          engage.campaign_rates(bigint),
+                          engage.emit(text, text, jsonb)
+    TO engage_writer;
+
+-- engage_monitor: the shipper's status.  The view calls the function with the
+-- reader's rights, so both are granted.
+GRANT USAGE ON SCHEMA engage TO engage_monitor;
+GRANT SELECT ON engage.shipper TO engage_monitor;
+GRANT EXECUTE ON FUNCTION engage.shipper_status() TO engage_monitor;
 
 -- ======================================================================
 -- End of the trust, SQL part (issue 8).
