@@ -4,11 +4,11 @@
 -- steps run with the caller's rights, no role but the owner may run them, and
 -- the API functions that call them run as the owner.
 BEGIN;
-SELECT plan(32);
+SELECT plan(34);
 
 SELECT functions_are('engage_internal', ARRAY[
     'audience_first_build', 'audience_top_up', 'audience_skip_counts',
-    'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
+    'rollup_rebuild_journal', 'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
     'rollup_recompute_cumulative'], 'engage_internal holds the steps of the API functions');
 
 -- Declarations: a comment, a fixed search_path, not SECURITY DEFINER, honest volatility.
@@ -17,10 +17,15 @@ SELECT is((SELECT count(*) FROM pg_proc AS p
              AND obj_description(p.oid, 'pg_proc') IS NOT NULL
              AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp']
              AND NOT p.prosecdef),
-          7::bigint, 'every step has a comment, SET search_path = pg_catalog, pg_temp, and is SECURITY INVOKER');
+          8::bigint, 'every step has a comment, SET search_path = pg_catalog, pg_temp, and is SECURITY INVOKER');
 SELECT volatility_is('engage_internal', 'audience_first_build', ARRAY['bigint', 'bigint', 'bigint'], 'volatile');
 SELECT volatility_is('engage_internal', 'audience_top_up', ARRAY['bigint', 'bigint', 'bigint'], 'volatile');
 SELECT volatility_is('engage_internal', 'audience_skip_counts', ARRAY['bigint', 'bigint', 'bigint', 'text'], 'stable');
+SELECT volatility_is('engage_internal', 'rollup_rebuild_journal', ARRAY[]::text[], 'volatile');
+SELECT is((SELECT array_agg(c ORDER BY c) FROM pg_proc AS p, unnest(p.proconfig) AS c
+           WHERE p.oid = 'engage_internal.rollup_rebuild_journal()'::regprocedure),
+          ARRAY['enable_seqscan=on', 'search_path=pg_catalog, pg_temp'],
+          'rollup_rebuild_journal reads whole tables: sequential scans allowed');
 SELECT volatility_is('engage_internal', 'rollup_take_journal', ARRAY['xid8'], 'volatile');
 SELECT volatility_is('engage_internal', 'rollup_refresh_sizes', ARRAY['bigint[]', 'boolean[]'], 'volatile');
 SELECT volatility_is('engage_internal', 'rollup_drop_idle_hours', ARRAY['bigint[]', 'timestamp with time zone[]'], 'volatile');
