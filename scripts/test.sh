@@ -46,11 +46,12 @@ run_regress() {
     fi
 }
 
-# pgTAP suites on a cluster with pg_cron preloaded.
+# pgTAP suites on a cluster with pg_cron preloaded, and pg_engage with its
+# shipper off (engage.shipper answers; nothing is shipped).
 run_pgtap() {
     local dir="$WORK/pgtap"
-    cluster_init "$dir" "$PGTAP_PORT" "shared_preload_libraries = 'pg_cron'" \
-        "cron.database_name = 'engage_test'" "max_worker_processes = 16"
+    cluster_init "$dir" "$PGTAP_PORT" "shared_preload_libraries = 'pg_cron, pg_engage'" \
+        "engage.enabled = off" "cron.database_name = 'engage_test'" "max_worker_processes = 16"
     cluster_start "$dir"
     cluster_psql "$dir" "$PGTAP_PORT" postgres -c "CREATE DATABASE engage_test"
     cluster_psql "$dir" "$PGTAP_PORT" engage_test \
