@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of pg_engage on throwaway servers of its own: pg_regress,
-# pgTAP, the update from the previous release, the librdkafka/Kafka
-# compatibility check, the integration tests of the shipper against a real
-# Kafka broker, and the pipeline's (lander, warehouse, cycle, Airflow DAG).
+# pgTAP, the update from the previous release, dump and restore, the
+# librdkafka/Kafka compatibility check, the integration tests of the shipper
+# against a real Kafka broker, and the pipeline's (lander, warehouse, cycle,
+# Airflow DAG).
 # Installs what it needs first.
-# Usage: scripts/test.sh [regress|pgtap|upgrade|compat|integration|pipeline ...]
+# Usage: scripts/test.sh [regress|pgtap|upgrade|dump|compat|integration|pipeline ...]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -45,11 +46,12 @@ run_regress() {
     fi
 }
 
-# pgTAP suites on a cluster with pg_cron preloaded.
+# pgTAP suites on a cluster with pg_cron preloaded, and pg_engage with its
+# shipper off (engage.shipper answers; nothing is shipped).
 run_pgtap() {
     local dir="$WORK/pgtap"
-    cluster_init "$dir" "$PGTAP_PORT" "shared_preload_libraries = 'pg_cron'" \
-        "cron.database_name = 'engage_test'" "max_worker_processes = 16"
+    cluster_init "$dir" "$PGTAP_PORT" "shared_preload_libraries = 'pg_cron, pg_engage'" \
+        "engage.enabled = off" "cron.database_name = 'engage_test'" "max_worker_processes = 16"
     cluster_start "$dir"
     cluster_psql "$dir" "$PGTAP_PORT" postgres -c "CREATE DATABASE engage_test"
     cluster_psql "$dir" "$PGTAP_PORT" engage_test \
@@ -79,7 +81,7 @@ run_integration() {
 
 main() {
     local suites=("$@")
-    [ ${#suites[@]} -gt 0 ] || suites=(regress pgtap upgrade compat integration pipeline)
+    [ ${#suites[@]} -gt 0 ] || suites=(regress pgtap upgrade dump compat integration pipeline)
     ensure_packages
     build_install
     for s in "${suites[@]}"; do
@@ -87,6 +89,7 @@ main() {
             regress) suite regress run_regress ;;
             pgtap) suite pgtap run_pgtap ;;
             upgrade) suite upgrade "$ROOT/test/upgrade/run.sh" ;;
+            dump) suite dump "$ROOT/test/dump/run.sh" ;;
             compat) suite kafka-compat "$ROOT/test/kafka_compat/run.sh" ;;
             integration) suite integration run_integration ;;
             pipeline) suite pipeline env PIPELINE_NO_BUILD=1 PIPELINE_AIRFLOW_TEST=1 "$ROOT/pipeline/test.sh" ;;

@@ -6,18 +6,18 @@
 -- shipper captures engage.* by default, and the rollup's bookkeeping rows
 -- (40_rollup.sql) are not product data.
 --
--- Privileges.  The API functions are not SECURITY DEFINER: they and the steps
--- they call in engage_internal run with the caller's rights, and PostgreSQL
--- checks EXECUTE on every nested call (a step revoked from PUBLIC makes the API
--- function fail with "permission denied for function" for an ordinary role
--- granted the tables), so whoever may call an API function must be able to
--- execute its steps.  The steps therefore keep the default EXECUTE for PUBLIC;
--- what guards them is the schema: PUBLIC has no USAGE on engage_internal, and
--- a role that uses the API needs it anyway (the journal triggers of
--- campaign_audience write engage_internal.rollup_journal as the writer, and
--- rollup_rates() reads and writes the rollup's tables).  A step called
--- directly can do nothing its caller could not do with plain SQL on the same
--- tables.  (test/pgtap/steps.sql checks this design.)
+-- Privileges (granted in 80_privileges.sql).  No role but the extension's
+-- owner has any privilege on engage_internal, not even USAGE: its tables are
+-- the rollup's bookkeeping, and a role that could write them could forge
+-- rates.  The steps there run with their caller's rights and keep no EXECUTE
+-- for PUBLIC; the API functions that call them (build_campaign_audience here,
+-- rollup_rates in 40_rollup.sql) are SECURITY DEFINER, so they, and the steps,
+-- run as the owner, with search_path pinned to pg_catalog, pg_temp (no other
+-- schema's function, operator or type can stand in for a built-in one) and
+-- every table named with its schema.  record_engagement touches nothing there
+-- and runs with its caller's rights: the journal triggers it fires are
+-- SECURITY DEFINER themselves.  (test/pgtap/steps.sql and privileges.sql check
+-- this design.)
 CREATE SCHEMA engage_internal;
 COMMENT ON SCHEMA engage_internal IS
 'pg_engage internals (steps of the API functions, rollup journal and state); not shipped';
@@ -171,6 +171,9 @@ COMMENT ON FUNCTION engage_internal.audience_skip_counts(bigint, bigint, bigint,
 -- Steps: check the arguments, lock the campaign and see how much room is left
 -- (here), then the first build of an empty campaign (audience_first_build) or
 -- a top-up (audience_top_up), then the skip counts (audience_skip_counts).
+--
+-- SECURITY DEFINER, for its steps in engage_internal (see above): a role
+-- granted EXECUTE builds audiences without any privilege on the tables.
 CREATE FUNCTION engage.build_campaign_audience(
     campaign_id bigint,
     max_members bigint DEFAULT NULL,
@@ -179,6 +182,7 @@ CREATE FUNCTION engage.build_campaign_audience(
     OUT skipped_invalid bigint)
 RETURNS record
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -233,9 +237,7 @@ BEGIN
     END IF;
 
     IF v_need = 0 THEN
-        -- Full already: nothing added, no row walked, and no step called (so,
-        -- as before the split, a caller without USAGE on engage_internal gets
-        -- its zero counts).
+        -- Full already: nothing added, no row walked, and no step called.
         added := 0;
         skipped_duplicates := 0;
         skipped_invalid := 0;

@@ -2,7 +2,7 @@
 -- hand-computed expectations, incrementality, and engage.schedule_rollups.
 -- (A transaction held open across a rollup, concurrent rollups: concurrency.sql.)
 BEGIN;
-SELECT plan(58);
+SELECT plan(70);
 
 SELECT has_function('engage', 'campaign_rates', ARRAY['bigint']);
 SELECT volatility_is('engage', 'campaign_rates', ARRAY['bigint'], 'stable');
@@ -167,6 +167,65 @@ SELECT is((SELECT count(*) FROM engage.campaign_rates_hourly WHERE campaign_id =
           'the deleted campaign has no hourly rows');
 SELECT is((SELECT count(*) FROM engage_internal.rollup_journal WHERE campaign_id = 940004), 0::bigint,
           'and no journal entries left');
+
+-- A restored database: its mark is 0 (rollup_state is not dumped), its hourly
+-- rows are the source's, and reloading campaign_audience journaled every row
+-- again.  The first rollup must count nothing twice, rewrite no hour that is
+-- right, and move the mark.  (test/dump/run.sh does it with pg_dump.)
+CREATE TEMP TABLE reloaded AS SELECT * FROM engage.campaign_audience WHERE campaign_id = 940001;
+ALTER TABLE engage.campaign_audience DISABLE TRIGGER campaign_audience_journal_delete;
+DELETE FROM engage.campaign_audience WHERE campaign_id = 940001;
+ALTER TABLE engage.campaign_audience ENABLE TRIGGER campaign_audience_journal_delete;
+INSERT INTO engage.campaign_audience SELECT * FROM reloaded;
+UPDATE engage_internal.rollup_state SET processed_below = '0';
+CREATE TEMP TABLE rows_before AS
+SELECT hour, ctid AS tid FROM engage.campaign_rates_hourly WHERE campaign_id = 940001;
+SELECT results_eq('SELECT changed_hours FROM engage.rollup_rates()', $$VALUES (0::bigint)$$,
+                  'mark 0 after a reload of rolled-up rows: the rollup changes no hour');
+SELECT results_eq('SELECT * FROM pg_temp.hourly(940001)', 'SELECT * FROM pg_temp.hourly_from_scratch(940001)',
+                  'the reloaded rows are not counted twice');
+SELECT is((SELECT count(*) FROM engage.campaign_rates_hourly AS h JOIN rows_before AS b USING (hour)
+           WHERE h.campaign_id = 940001 AND h.ctid = b.tid),
+          (SELECT count(*) FROM rows_before), 'no hourly row was rewritten');
+SELECT ok((SELECT processed_below <> '0' FROM engage_internal.rollup_state),
+          'the mark moved: the next rollups are incremental');
+
+-- Mark 0 with changes the source had not rolled up, and hourly rows that
+-- campaign_audience does not support: the first rollup corrects them.
+UPDATE engage_internal.rollup_state SET processed_below = '0';
+INSERT INTO engage.campaign_rates_hourly (campaign_id, hour, new_opens, cum_opens, audience_size)
+VALUES (940001, '2024-03-01 00:00+00', 7, 7, 4);
+UPDATE engage.campaign_rates_hourly SET new_clicks = new_clicks + 5, cum_clicks = cum_clicks + 5
+ WHERE campaign_id = 940001 AND hour = '2024-04-01 10:00+00';
+SELECT ok(engage.record_engagement(940001, 940105, 'open', '2024-04-01 12:45+00'), 'a change not rolled up yet');
+SELECT lives_ok('SELECT engage.rollup_rates()', 'the first rollup');
+SELECT results_eq('SELECT * FROM pg_temp.hourly(940001)', 'SELECT * FROM pg_temp.hourly_from_scratch(940001)',
+                  'leaves the hourly rows as campaign_audience says: pending change in, wrong rows out');
+
+-- The state row gone: an error that says how to fix it, not a silent no-op.
+CREATE FUNCTION pg_temp.error_of(sql text)
+RETURNS TABLE (state text, message text, hint text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+END
+$$;
+DELETE FROM engage_internal.rollup_state;
+SELECT ok(engage.record_engagement(940001, 940102, 'conversion', '2024-04-01 13:10+00'), 'a change');
+SELECT results_eq($$SELECT state, message FROM pg_temp.error_of('SELECT engage.rollup_rates()')$$,
+                  $$VALUES ('55000'::text, 'the state row of the rollup is missing'::text)$$,
+                  'a rollup without its state row: object_not_in_prerequisite_state');
+SELECT matches((SELECT hint FROM pg_temp.error_of('SELECT engage.rollup_rates()')),
+               'INSERT INTO engage_internal\.rollup_state DEFAULT VALUES.*rebuilds',
+               'the hint says how to restore the row and what happens next');
+INSERT INTO engage_internal.rollup_state DEFAULT VALUES;
+SELECT lives_ok('SELECT engage.rollup_rates()', 'with the row back, the rollup runs');
+SELECT results_eq('SELECT * FROM pg_temp.hourly(940001)', 'SELECT * FROM pg_temp.hourly_from_scratch(940001)',
+                  'and rebuilds: the change made meanwhile is counted');
 
 -- Scheduling: the error without pg_cron, the job with it.
 CREATE FUNCTION pg_temp.schedule_error()

@@ -6,7 +6,7 @@
 -- Everything happens in one transaction that is rolled back.
 
 BEGIN;
-SELECT plan(204);
+SELECT plan(206);
 
 -- Tables and primary keys ---------------------------------------------------
 
@@ -278,18 +278,24 @@ SELECT lives_ok($$DELETE FROM engage.members WHERE member_id = 9001$$,
 SELECT is((SELECT count(*)::int FROM engage.audience_members WHERE member_id = 9001), 0,
           'deleting a member deletes its memberships (CASCADE)');
 
--- pg_dump keeps the data of the extension's tables ------------------------------
-SELECT ok((SELECT count(*) FROM pg_extension, unnest(extconfig) WHERE extname = 'pg_engage') >= 16,
-          'at least the 11 tables and 5 identity sequences are marked for pg_dump');
+-- pg_dump keeps the product's data, not the rollup's bookkeeping ----------------
+SELECT ok((SELECT count(*) FROM pg_extension, unnest(extconfig) WHERE extname = 'pg_engage') >= 13,
+          'at least the 8 tables and 5 identity sequences of engage are marked for pg_dump');
 SELECT set_eq(
     $$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'pg_engage'$$,
     $$SELECT c.oid::regclass::text FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-      WHERE n.nspname IN ('engage', 'engage_internal')
+      WHERE n.nspname = 'engage'
         AND (c.relkind = 'S'
              OR c.relkind = 'r' AND EXISTS (SELECT FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
                                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                                               AND d.deptype = 'e' AND e.extname = 'pg_engage'))$$,
-    'every table and sequence of the extension is marked for pg_dump');
+    'every table and sequence of engage is marked for pg_dump, campaign_rates_hourly included');
+SELECT is((SELECT count(*) FROM pg_extension, unnest(extconfig) AS c
+           WHERE extname = 'pg_engage' AND c::regclass::text LIKE 'engage\_internal.%'),
+          0::bigint,
+          'nothing of engage_internal is dumped: its transaction ids belong to the cluster, its seed row to CREATE EXTENSION');
+SELECT is((SELECT count(*) FROM pg_extension, unnest(extcondition) AS f WHERE extname = 'pg_engage' AND f <> ''),
+          0::bigint, 'the dumped tables are dumped whole');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,14 +1,14 @@
 -- The internal steps of engage.build_campaign_audience and engage.rollup_rates
 -- (schema engage_internal): what they are, how they are declared, what a step
 -- returns on its own, and the privilege design (see 30_campaign.sql): the
--- steps run with the caller's rights, keep EXECUTE for PUBLIC and are guarded
--- by USAGE on engage_internal, which PUBLIC does not have.
+-- steps run with the caller's rights, no role but the owner may run them, and
+-- the API functions that call them run as the owner.
 BEGIN;
-SELECT plan(31);
+SELECT plan(34);
 
 SELECT functions_are('engage_internal', ARRAY[
     'audience_first_build', 'audience_top_up', 'audience_skip_counts',
-    'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
+    'rollup_rebuild_journal', 'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
     'rollup_recompute_cumulative', 'register_app_topic'],
     'engage_internal holds the steps of the API functions and the topic registration of emit()');
 
@@ -18,10 +18,15 @@ SELECT is((SELECT count(*) FROM pg_proc AS p
              AND obj_description(p.oid, 'pg_proc') IS NOT NULL
              AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp']
              AND NOT p.prosecdef),
-          7::bigint, 'every step has a comment, SET search_path = pg_catalog, pg_temp, and is SECURITY INVOKER');
+          8::bigint, 'every step has a comment, SET search_path = pg_catalog, pg_temp, and is SECURITY INVOKER');
 SELECT volatility_is('engage_internal', 'audience_first_build', ARRAY['bigint', 'bigint', 'bigint'], 'volatile');
 SELECT volatility_is('engage_internal', 'audience_top_up', ARRAY['bigint', 'bigint', 'bigint'], 'volatile');
 SELECT volatility_is('engage_internal', 'audience_skip_counts', ARRAY['bigint', 'bigint', 'bigint', 'text'], 'stable');
+SELECT volatility_is('engage_internal', 'rollup_rebuild_journal', ARRAY[]::text[], 'volatile');
+SELECT is((SELECT array_agg(c ORDER BY c) FROM pg_proc AS p, unnest(p.proconfig) AS c
+           WHERE p.oid = 'engage_internal.rollup_rebuild_journal()'::regprocedure),
+          ARRAY['enable_seqscan=on', 'search_path=pg_catalog, pg_temp'],
+          'rollup_rebuild_journal reads whole tables: sequential scans allowed');
 SELECT volatility_is('engage_internal', 'rollup_take_journal', ARRAY['xid8'], 'volatile');
 SELECT volatility_is('engage_internal', 'rollup_refresh_sizes', ARRAY['bigint[]', 'boolean[]'], 'volatile');
 SELECT volatility_is('engage_internal', 'rollup_drop_idle_hours', ARRAY['bigint[]', 'timestamp with time zone[]'], 'volatile');
@@ -34,8 +39,15 @@ SELECT is((SELECT array_agg(DISTINCT c) FROM pg_proc AS p, unnest(p.proconfig) A
 
 -- The privilege design.
 SELECT ok(NOT has_schema_privilege('public', 'engage_internal', 'USAGE'), 'PUBLIC has no USAGE on engage_internal');
-SELECT ok(has_function_privilege('public', 'engage_internal.audience_top_up(bigint, bigint, bigint)', 'EXECUTE'),
-          'the steps keep EXECUTE for PUBLIC, or an ordinary caller of the API functions could not run them');
+SELECT is((SELECT count(*) FROM pg_proc AS p
+           WHERE p.pronamespace = 'engage_internal'::regnamespace
+             AND has_function_privilege('public', p.oid, 'EXECUTE')),
+          0::bigint, 'no step is executable by PUBLIC');
+SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p
+           WHERE p.pronamespace = 'engage'::regnamespace AND p.prosecdef),
+          ARRAY['engage.build_campaign_audience(bigint,bigint)', 'engage.journal_engagement_update()',
+                'engage.journal_membership_change()', 'engage.rollup_rates()'],
+          'the API functions that reach engage_internal, and the journal triggers, run as the owner');
 
 -- Fixtures: audience 960001 by normalized email: a@x.com 960101 (lowest), 960102;
 -- b@x.com 960103; c@x.com 960104; invalid 960105.
@@ -95,26 +107,21 @@ SELECT ok((SELECT engage_internal.rollup_recompute_cumulative(campaigns, from_ho
 SELECT results_eq($$SELECT * FROM pg_temp.hourly(960001)$$, $$SELECT * FROM pg_temp.hourly_from_scratch(960001)$$,
                   'the steps leave the hourly rows equal to a computation from scratch');
 
--- An ordinary role with the grants the API needs builds and rolls up through the steps.
-CREATE ROLE pgtap_steps_app;
-GRANT USAGE ON SCHEMA engage, engage_internal TO pgtap_steps_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA engage, engage_internal TO pgtap_steps_app;
-SET ROLE pgtap_steps_app;
+-- engage_writer, with no privilege on engage_internal, builds through the
+-- steps (the API function runs as the owner) but cannot call one itself.
+SET ROLE engage_writer;
 SELECT results_eq($$SELECT * FROM engage.build_campaign_audience(960002, 2)$$,
                   $$VALUES (2::bigint, 1::bigint, 0::bigint)$$,
-                  'an ordinary role with the grants builds a limited audience');
+                  'engage_writer builds a limited audience');
 SELECT results_eq($$SELECT * FROM engage.build_campaign_audience(960002)$$,
                   $$VALUES (1::bigint, 3::bigint, 1::bigint)$$,
                   'and tops it up');
-SELECT lives_ok($$SELECT engage.rollup_rates()$$, 'and rolls up');
-RESET ROLE;
-REVOKE USAGE ON SCHEMA engage_internal FROM pgtap_steps_app;
-SET ROLE pgtap_steps_app;
 SELECT results_eq($$SELECT * FROM engage.build_campaign_audience(960002, 3)$$,
                   $$VALUES (0::bigint, 0::bigint, 0::bigint)$$,
-                  'without USAGE on engage_internal, a build with nothing to add still answers (no step runs)');
+                  'a build with nothing to add answers zeros');
 SELECT throws_ok($$SELECT * FROM engage_internal.audience_skip_counts(960001, NULL, 0, NULL)$$,
-                 '42501', NULL, 'without USAGE on engage_internal, a step cannot be called directly');
+                 '42501', NULL, 'engage_writer cannot call a step directly');
+SELECT throws_ok($$SELECT engage.rollup_rates()$$, '42501', NULL, 'nor run a rollup (the owner''s, unless granted)');
 RESET ROLE;
 
 SELECT * FROM finish();

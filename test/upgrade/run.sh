@@ -63,6 +63,11 @@ sql fresh -c "SELECT * FROM engage.rollup_rates()" >/dev/null
 # It works: an event, the status view, a new campaign built.
 sql upgraded -c "SELECT engage.emit('upgrade.check', 'k', '{}')" >/dev/null || fail "engage.emit failed"
 sql upgraded -c "SELECT state, sessions FROM engage.shipper" >/dev/null || fail "engage.shipper failed"
+# ... and through the roles the update created.
+sql upgraded -c "SET ROLE engage_writer" -c "SELECT engage.record_engagement(7, 2, 'click', '2026-06-08 10:00+00')" \
+    -c "SELECT engage.emit('upgrade.check', 'k', '{}')" >/dev/null || fail "engage_writer cannot use the API"
+sql upgraded -c "SET ROLE engage_monitor" -c "SELECT state FROM engage.shipper" >/dev/null ||
+    fail "engage_monitor cannot read engage.shipper"
 
 sql fresh -f "$HERE/describe.sql" >"$DIR/fresh.txt" || fail "could not describe the fresh install"
 sql upgraded -f "$HERE/describe.sql" >"$DIR/upgraded.txt" || fail "could not describe the updated install"
