@@ -18,8 +18,8 @@
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "fmgr.h"
-#include "nodes/makefuncs.h"
-#include "parser/parse_func.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "replication/message.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -27,6 +27,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(engage_emit);
 
@@ -90,14 +91,22 @@ on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parent
 		forget_registrations();
 }
 
-/* The OID of engage_internal.register_app_topic(text). */
+/*
+ * The OID of engage_internal.register_app_topic(text), looked up in the
+ * catalog directly: the caller has no USAGE on engage_internal, and needs none.
+ */
 static Oid
 register_function(void)
 {
 	Oid			argtype = TEXTOID;
-	Oid			fn = LookupFuncName(list_make2(makeString("engage_internal"),
-											   makeString("register_app_topic")),
-									1, &argtype, true);
+	Oid			nsp = get_namespace_oid("engage_internal", true);
+	Oid			fn = InvalidOid;
+
+	if (OidIsValid(nsp))
+		fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+							 CStringGetDatum("register_app_topic"),
+							 PointerGetDatum(buildoidvector(&argtype, 1)),
+							 ObjectIdGetDatum(nsp));
 
 	if (!OidIsValid(fn))
 		ereport(ERROR,
