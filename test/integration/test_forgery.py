@@ -61,6 +61,23 @@ def test_role_without_grants_cannot_emit(cluster, mallory):
             conn.execute("SELECT engage.emit('genuine', 'k', '{}')")
 
 
+def test_engage_writer_emits_genuine_events(cluster, broker, prefix):
+    """A login role that is only a member of engage_writer emits events that ship as events (the key
+    file, the authenticator and the topic registration need no rights of its own)."""
+    cluster.query("DROP ROLE IF EXISTS app_backend")
+    cluster.query("CREATE ROLE app_backend LOGIN IN ROLE engage_writer")
+    with psycopg.connect(host="127.0.0.1", port=cluster.port, user="app_backend", dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute("SELECT engage.emit('writer.fresh_topic', 'w1', '{\"by\": \"writer\"}')")
+        with pytest.raises(psycopg.errors.DuplicateObject):
+            conn.execute("SELECT engage.emit('writer_fresh_topic', 'w2', '{}')")
+    cluster.wait_shipped()
+    events = [e for e in broker.read(all_topics(broker, prefix)) if e.record.get("op") == "message"]
+    assert [(e.record["topic"], e.record["key"], e.record["payload"]) for e in events] == \
+        [("writer.fresh_topic", "w1", {"by": "writer"})], events
+    assert cluster.status()["state"] == "running"
+
+
 def test_forgeries_are_quarantined_not_shipped(cluster, broker, prefix, mallory):
     """Stop policy: forged messages are counted and logged (id, reason), never shipped or fatal."""
     marker = f"FORGED-{uuid.uuid4().hex}"
