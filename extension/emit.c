@@ -6,7 +6,7 @@
  * The event is a transactional logical message with the prefix "engage": it
  * is decoded, and shipped, if and only if the calling transaction commits.
  * Its topic is checked up front with the rule routing uses (topicname.c),
- * against the topic it will have in Kafka, <engage.topic_prefix>.<topic>.
+ * against the topic it will have in Kafka, <engage.topic_prefix>-app.<topic>.
  */
 #include "engage.h"
 
@@ -27,7 +27,7 @@ refuse_topic(const char *topic, const char *why)
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid engage event topic: %s", topic ? quote_literal_cstr(topic) : "NULL"),
 			 errdetail("%s.", why),
-			 errhint("Events go to the Kafka topic \"<engage.topic_prefix>.<topic>\" (\"%s.<topic>\" here), "
+			 errhint("Events go to the Kafka topic \"<engage.topic_prefix>-app.<topic>\" (\"%s-app.<topic>\" here), "
 					 "so that name must be a valid Kafka topic name: at most 249 characters from "
 					 "A-Z, a-z, 0-9, \".\", \"_\" and \"-\".", engage_topic_prefix)));
 }

@@ -13,6 +13,7 @@
  *	status.c		shared status and engage.shipper_status()
  *	emit.c			engage.emit(): transactional application events
  *	shared.c		the rules shared with engage_decoder (plugin/engage_handoff.h)
+ *	topicnames.c	those topic rules callable from SQL, for the tests
  */
 #ifndef ENGAGE_H
 #define ENGAGE_H

@@ -41,7 +41,7 @@ def assert_held(cluster, between, seconds=5):
 
 def test_refused_event_stop_then_dead_letter(cluster, broker, prefix):
     """Broker refuses an event (topic max.message.bytes): stopped on error and held; dead_letter: goes on."""
-    big_topic = f"{prefix}.big"
+    big_topic = f"{prefix}-app.big"
     broker.create_topic(big_topic, 1, {"max.message.bytes": "2000"})
     cluster.query("INSERT INTO engage.members (name) VALUES ('before')")
     cluster.wait_shipped()
@@ -89,5 +89,5 @@ def test_event_over_client_limit_stops(cluster, broker, prefix):
     between = emit_poison(cluster, {"blob": blob(1_100_000, "huge")})
     wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
     error = cluster.status()["last_error"]
-    assert f"{prefix}.big" in error and "too large" in error.lower(), error
+    assert f"{prefix}-app.big" in error and "too large" in error.lower(), error
     assert_held(cluster, between)
