@@ -142,7 +142,7 @@ engage_define_settings(void)
 				  gettext_noop("Extra librdkafka properties, name=value separated by semicolons."),
 				  &engage_kafka_properties, "", GUC_SUPERUSER_ONLY, check_properties);
 	define_string("engage.dead_letter_topic", gettext_noop("Topic of events Kafka refuses, with policy dead_letter."),
-				  &engage_dead_letter_topic, "engage.dead_letter", 0, check_topic);
+				  &engage_dead_letter_topic, "engage-dead_letter", 0, check_topic);
 	DefineCustomEnumVariable("engage.poison_policy",
 							 gettext_noop("What to do with an event Kafka refuses for good: stop or dead_letter."),
 							 NULL, &engage_poison_policy, ENGAGE_POISON_STOP, poison_options,

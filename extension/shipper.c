@@ -268,6 +268,30 @@ acquire_slot(void)
 }
 
 /*
+ * Under the dead_letter policy, refuses (reported) a dead-letter topic among
+ * the row or application topics of the prefix, or colliding with them: a
+ * table or engage.emit() could write there, or make Kafka refuse it.
+ */
+static bool
+dead_letter_topic_allowed(void)
+{
+	const char *why;
+
+	if (engage_poison_policy != ENGAGE_POISON_DEAD_LETTER)
+		return true;
+	why = engage_dead_letter_conflict(engage_dead_letter_topic, engage_topic_prefix);
+	if (why == NULL)
+		return true;
+	report(SHIPPER_STOPPED_ON_ERROR,
+		   psprintf("engage.dead_letter_topic \"%s\" cannot be used with engage.topic_prefix \"%s\": %s; "
+					"set engage.dead_letter_topic to a topic outside \"%s.\" and \"%s-app.\" "
+					"(the default is engage-dead_letter)",
+					engage_dead_letter_topic, engage_topic_prefix, why,
+					engage_topic_prefix, engage_topic_prefix));
+	return false;
+}
+
+/*
  * Starts the producer and the decoding session, everything allocated in a
  * new session context; false (reported) on failure.
  */
@@ -282,6 +306,11 @@ session_start(void)
 	old = MemoryContextSwitchTo(session_cxt);
 	session_settings = settings_fingerprint();
 	engage_status_session(engage_slot_name);
+	if (!dead_letter_topic_allowed())
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
 	if (!producer_start(engage_brokers, engage_kafka_properties,
 						engage_poison_policy == ENGAGE_POISON_DEAD_LETTER ?
 						engage_dead_letter_topic : NULL, &error))

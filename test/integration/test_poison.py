@@ -6,7 +6,7 @@ import time
 
 from support import lsn_int, wait_until
 
-DEAD_LETTER_TOPIC = "engage.dead_letter"  # the default engage.dead_letter_topic
+DEAD_LETTER_TOPIC = "engage-dead_letter"  # the default engage.dead_letter_topic
 
 
 def blob(n, seed):
