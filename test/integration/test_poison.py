@@ -1,6 +1,7 @@
 """Events Kafka refuses for good: policy stop holds the position, policy dead_letter moves on."""
 import json
 import random
+import re
 import string
 import time
 
@@ -52,7 +53,9 @@ def test_refused_event_stop_then_dead_letter(cluster, broker, prefix):
     wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
     error = cluster.status()["last_error"]
     assert big_topic in error and "too large" in error.lower(), error
-    assert f'pg_engage shipper: Kafka refused an event for topic "{big_topic}"' in cluster.log_since(offset)
+    log = cluster.log_since(offset)
+    assert re.search(rf'pg_engage shipper: Kafka refused event [0-9A-F/]+:1 for topic "{re.escape(big_topic)}"', log)
+    assert payload["blob"][:40] not in log + error, "the event's value reached the log or the status"
     pid = cluster.status()["pid"]
     assert_held(cluster, between)
     s = cluster.status()
@@ -81,6 +84,54 @@ def test_refused_event_stop_then_dead_letter(cluster, broker, prefix):
         cluster.reload(poison_policy=None)
 
 
+def dead_letters_for(broker, dead_letter_topic, topic):
+    """The dead letters of events meant for topic."""
+    return [e for e in broker.read([dead_letter_topic]) if e.headers.get("engage.topic") == topic]
+
+
+def test_event_over_client_limit_dead_letter(cluster, broker, prefix):
+    """Under dead_letter, an event over librdkafka's message.max.bytes (refused before it is sent)
+    goes to the dead-letter topic without its value, with the reason; the stream goes on."""
+    cluster.restart_session(poison_policy="dead_letter")
+    try:
+        offset = cluster.log_size()
+        huge = blob(1_100_000, "huge-dead-letter")
+        between = emit_poison(cluster, {"blob": huge})
+        wait_until(lambda: cluster.confirmed_flush() > between, 60, "the stream to go on past the event")
+        cluster.wait_shipped()
+        assert cluster.status()["state"] == "running"
+        letters = dead_letters_for(broker, DEAD_LETTER_TOPIC, f"{prefix}-app.big")
+        assert len({e.headers["engage.id"] for e in letters}) == 1, letters
+        letter = letters[0]
+        assert letter.value is None and letter.key == b"poison"
+        assert letter.headers["engage.op"] == "message"
+        reason = letter.headers["engage.reason"]
+        assert "too large" in reason and "message.max.bytes" in reason and "carries no value" in reason, reason
+        assert "after" in member_names(broker, prefix)
+        assert huge[:40] not in cluster.log_since(offset)
+    finally:
+        cluster.reload(poison_policy=None)
+
+
+def test_dead_letter_too_large_for_dead_letter_topic(cluster, broker, prefix):
+    """The dead-letter topic refuses a dead letter as too large: it goes again without its value."""
+    big_topic, dead_letter_topic = f"{prefix}-app.big", f"{prefix}-dlq"
+    broker.create_topic(big_topic, 1, {"max.message.bytes": "2000"})
+    broker.create_topic(dead_letter_topic, 1, {"max.message.bytes": "3000"})
+    cluster.restart_session(poison_policy="dead_letter", dead_letter_topic=dead_letter_topic)
+    try:
+        between = emit_poison(cluster, {"blob": blob(8000, prefix)})
+        wait_until(lambda: cluster.confirmed_flush() > between, 60, "the stream to go on past the event")
+        cluster.wait_shipped()
+        letters = dead_letters_for(broker, dead_letter_topic, big_topic)
+        assert len(letters) == 1 and letters[0].value is None, letters
+        reason = letters[0].headers["engage.reason"]
+        assert "too large" in reason.lower() and "refused it too" in reason, reason
+        assert "after" in member_names(broker, prefix)
+    finally:
+        cluster.reload(poison_policy=None, dead_letter_topic=None)
+
+
 def test_event_over_client_limit_stops(cluster, broker, prefix):
     """An event over librdkafka's message.max.bytes (1 MB): stopped on error, position held."""
     cluster.wait_running()
@@ -90,4 +141,5 @@ def test_event_over_client_limit_stops(cluster, broker, prefix):
     wait_until(lambda: cluster.status()["state"] == "stopped on error", 30, "state 'stopped on error'")
     error = cluster.status()["last_error"]
     assert f"{prefix}-app.big" in error and "too large" in error.lower(), error
+    assert "message.max.bytes" in error, error
     assert_held(cluster, between)
