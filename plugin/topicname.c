@@ -120,8 +120,8 @@ engage_dead_letter_conflict(const char *topic, const char *prefix)
 		why = "it is in the namespace of row topics (the prefix and \".\"; Kafka takes \"_\" for \".\"), "
 			"where a table could send its rows";
 	else if (starts_for_kafka(topic, apps))
-		why = "it is in the namespace of application events (the prefix and \"-app.\"; Kafka takes \"_\" for \".\"), "
-			"where engage.emit() could send events";
+		why = "it is in the namespace of application events (the prefix and \"-app.\"; "
+			"Kafka takes \"_\" for \".\"), where engage.emit() could send events";
 	pfree(rows);
 	pfree(apps);
 	return why;
