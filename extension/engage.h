@@ -15,6 +15,7 @@
  *	credentials.c	the Kafka credentials file
  *	confcheck.c		refuses to ship when an engage.* line of the configuration failed
  *	shared.c		the rules shared with engage_decoder (plugin/engage_handoff.h)
+ *	topicnames.c	those topic rules callable from SQL, for the tests
  */
 #ifndef ENGAGE_H
 #define ENGAGE_H

@@ -39,7 +39,7 @@ check_topic_prefix(char **newval, void **extra, GucSource source)
 	if (why == NULL)
 		return true;
 	GUC_check_errdetail("%s.", why);
-	GUC_check_errhint("Use 1 to 247 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
+	GUC_check_errhint("Use 1 to 200 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
 	return false;
 }
 
@@ -135,7 +135,7 @@ engage_define_settings(void)
 				  &engage_database, "postgres", 0, check_not_empty);
 	define_string("engage.slot_name", gettext_noop("Logical replication slot of the shipper (created if missing)."),
 				  &engage_slot_name, "engage_shipper", 0, check_slot_name);
-	define_string("engage.topic_prefix", gettext_noop("Prefix of the Kafka topics: <prefix>.<table>, <prefix>.<topic>."),
+	define_string("engage.topic_prefix", gettext_noop("Prefix of the Kafka topics: <prefix>.<table>, <prefix>-app.<topic>."),
 				  &engage_topic_prefix, "engage", 0, check_topic_prefix);
 	define_string("engage.tables", gettext_noop("Tables captured, as the engage_decoder option tables."),
 				  &engage_tables, "engage.*", 0, check_tables);
@@ -146,7 +146,7 @@ engage_define_settings(void)
 				  gettext_noop("File of secret librdkafka properties (name=value lines), readable only by the server's user."),
 				  &engage_kafka_credentials_file, "", GUC_SUPERUSER_ONLY, NULL);
 	define_string("engage.dead_letter_topic", gettext_noop("Topic of events Kafka refuses, with policy dead_letter."),
-				  &engage_dead_letter_topic, "engage.dead_letter", 0, check_topic);
+				  &engage_dead_letter_topic, "engage-dead_letter", 0, check_topic);
 	DefineCustomEnumVariable("engage.poison_policy",
 							 gettext_noop("What to do with an event Kafka refuses for good: stop or dead_letter."),
 							 NULL, &engage_poison_policy, ENGAGE_POISON_STOP, poison_options,

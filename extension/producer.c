@@ -9,6 +9,15 @@
  * on the worker's own thread, but on librdkafka's stack: callbacks never
  * raise a PostgreSQL error, log, or palloc.  They record into malloc'd
  * buffers, and the shipper reads them after the call returns.
+ *
+ * An event Kafka refuses for good, whether librdkafka refuses it before
+ * sending (too large, ...) or the broker does, goes to the dead-letter topic
+ * under the dead_letter policy and stops the shipper under stop.  A topic
+ * Kafka does not know is diagnosed outside the callbacks (diagnose_topic):
+ * Kafka may be creating it, or may never create it (a name colliding with an
+ * existing topic, no right to create it, automatic creation off), and the
+ * refusal then names that cause.  Error texts carry an event's id, topic and
+ * the reason, never its key or value.
  */
 #include "engage.h"
 
@@ -20,15 +29,20 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-/* An event Kafka refused for good, waiting to go to the dead-letter topic. */
+/*
+ * An event Kafka refused for good, for the dead-letter topic.  Those a
+ * delivery report refused are held (in malloc'd copies) until after the
+ * poll; with reason NULL, until their unknown topic is diagnosed.
+ */
 typedef struct DeadLetter
 {
 	struct DeadLetter *next;
-	char	   *topic;			/* where it was meant to go */
-	char	   *reason;
-	void	   *key;
+	const char *topic;			/* where it was meant to go */
+	const char *id;				/* the event id, for error texts */
+	const char *reason;			/* NULL: diagnose the topic first */
+	const void *key;			/* NULL: no key */
 	size_t		keylen;
-	void	   *payload;
+	const void *payload;		/* NULL: the dead letter carries no value */
 	size_t		len;
 	rd_kafka_headers_t *headers;
 	uint64		txn;
@@ -39,7 +53,12 @@ typedef struct TopicEntry
 {
 	char		name[ENGAGE_TOPIC_MAX_LEN + 1]; /* hash key */
 	rd_kafka_topic_t *rkt;
+	char	   *refusal;		/* malloc'd: why Kafka takes no event for it */
+	bool		diagnosed_late; /* diagnosed after it stayed unknown */
 } TopicEntry;
+
+/* How long the diagnosis of a topic may wait for the broker's answer. */
+#define DIAGNOSE_TIMEOUT_MS 5000
 
 /* Log lines of librdkafka waiting for the shipper (a bounded ring). */
 #define LOG_RING 32
@@ -86,10 +105,8 @@ note_failure(EngageFailure kind, const char *fmt,...)
 }
 
 /*
- * Is err final for this one event (retrying cannot make it succeed)?  A
- * broker's UNKNOWN_TOPIC_OR_PART is not: it is what a topic being created
- * answers at first.  librdkafka's own __UNKNOWN_TOPIC comes only after the
- * topic stayed missing from the metadata (topic.metadata.propagation.max.ms).
+ * Is err final for this one event (retrying cannot make it succeed)?  An
+ * unknown topic is not final by itself: see is_unknown_topic.
  */
 static bool
 is_poison(rd_kafka_resp_err_t err)
@@ -102,7 +119,6 @@ is_poison(rd_kafka_resp_err_t err)
 		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
 		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
 		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
-		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
 		case RD_KAFKA_RESP_ERR__INVALID_ARG:
 			return true;
 		default:
@@ -110,15 +126,63 @@ is_poison(rd_kafka_resp_err_t err)
 	}
 }
 
-/* Copies len bytes with malloc (callbacks must not palloc: it can throw). */
+/*
+ * Does err say the topic is unknown?  A topic being created answers so at
+ * first; librdkafka fails its events so only after the topic stayed unknown
+ * for topic.metadata.propagation.max.ms.  Then the topic is diagnosed.
+ */
+static bool
+is_unknown_topic(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+/* Does err say the event is too large? */
+static bool
+is_size_error(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* Copies len bytes with malloc (callbacks must not palloc: it can throw); NULL stays NULL. */
 static void *
 copy_bytes(const void *src, size_t len)
 {
-	void	   *dst = malloc(len ? len : 1);
+	void	   *dst;
 
+	if (src == NULL)
+		return NULL;
+	dst = malloc(len ? len : 1);
 	if (dst != NULL && len > 0)
 		memcpy(dst, src, len);
 	return dst;
+}
+
+/* A malloc'd string like snprintf; NULL when out of memory. */
+static char *
+pg_attribute_printf(1, 2)
+malloc_printf(const char *fmt,...)
+{
+	char		buf[1024];
+	va_list		args;
+
+	va_start(args, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, args);
+	va_end(args);
+	return strdup(buf);
+}
+
+/* Copies the value of header name into buf ("" when absent). */
+static void
+header_text(rd_kafka_headers_t *hdrs, const char *name, char *buf, size_t buflen)
+{
+	const void *value = NULL;
+	size_t		size = 0;
+
+	if (hdrs == NULL || rd_kafka_header_get_last(hdrs, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		value == NULL)
+		size = 0;
+	snprintf(buf, buflen, "%.*s", (int) Min(size, buflen - 1), size ? (const char *) value : "");
 }
 
 /* Frees one dead letter. */
@@ -127,31 +191,43 @@ free_dead_letter(DeadLetter *dl)
 {
 	if (dl->headers)
 		rd_kafka_headers_destroy(dl->headers);
-	free(dl->topic);
-	free(dl->reason);
-	free(dl->key);
-	free(dl->payload);
+	free((void *) dl->topic);
+	free((void *) dl->id);
+	free((void *) dl->reason);
+	free((void *) dl->key);
+	free((void *) dl->payload);
 	free(dl);
 }
 
-/* Queues an event for the dead-letter topic; false if out of memory. */
+/*
+ * Holds an event for the dead-letter topic (reason NULL: for the diagnosis
+ * of its topic; payload NULL: without value).  Takes over headers, also when
+ * it returns false (out of memory).
+ */
 static bool
 queue_dead_letter(const char *topic, const char *reason, const void *key, size_t keylen,
 				  const void *payload, size_t len, rd_kafka_headers_t *headers, uint64 txn)
 {
 	DeadLetter *dl = calloc(1, sizeof(DeadLetter));
+	char		id[64];
 
 	if (dl == NULL)
+	{
+		rd_kafka_headers_destroy(headers);
 		return false;
+	}
+	header_text(headers, "engage.id", id, sizeof(id));
 	dl->topic = strdup(topic);
-	dl->reason = strdup(reason);
+	dl->id = strdup(id);
+	dl->reason = reason ? strdup(reason) : NULL;
 	dl->key = copy_bytes(key, keylen);
 	dl->keylen = keylen;
 	dl->payload = copy_bytes(payload, len);
-	dl->len = len;
-	dl->headers = headers ? headers : rd_kafka_headers_new(2);
+	dl->len = payload ? len : 0;
+	dl->headers = headers;
 	dl->txn = txn;
-	if (!dl->topic || !dl->reason || !dl->key || !dl->payload || !dl->headers)
+	if (!dl->topic || !dl->id || (reason && !dl->reason) || (key && !dl->key) ||
+		(payload && !dl->payload) || !dl->headers)
 	{
 		free_dead_letter(dl);
 		return false;
@@ -159,6 +235,16 @@ queue_dead_letter(const char *topic, const char *reason, const void *key, size_t
 	dl->next = dead_letters;
 	dead_letters = dl;
 	return true;
+}
+
+/* Records that event id was refused for topic ("": it has none) as the stop's failure. */
+static void
+note_refusal(const char *id, const char *topic, const char *reason)
+{
+	if (topic[0] == '\0')
+		note_failure(FAILURE_POISON, "event %s has no valid Kafka topic: %s", id, reason);
+	else
+		note_failure(FAILURE_POISON, "Kafka refused event %s for topic \"%s\": %s", id, topic, reason);
 }
 
 /* Remembers that an event of txn was acknowledged (runs of one txn counted once). */
@@ -188,14 +274,60 @@ note_ack(uint64 txn)
 	nacks++;
 }
 
+/*
+ * Holds an event the broker refused (reason NULL: its topic was unknown) for
+ * after the poll; under the stop policy without its value, which is not sent.
+ */
+static void
+hold_refused(const rd_kafka_message_t *msg, uint64 txn, const char *reason)
+{
+	const char *topic = rd_kafka_topic_name(msg->rkt);
+	bool		keep = dead_letter_topic != NULL;
+	rd_kafka_headers_t *hdrs = NULL;
+
+	if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		!queue_dead_letter(topic, reason, msg->key, msg->key_len, keep ? msg->payload : NULL,
+						   keep ? msg->len : 0, rd_kafka_headers_copy(hdrs), txn))
+		note_failure(FAILURE_RETRY, "could not keep an event refused for topic \"%s\": out of memory", topic);
+}
+
+/*
+ * The dead-letter topic refused a dead letter.  One too large is held again
+ * without its value; anything else stops the shipper.
+ */
+static void
+dead_letter_refused(const rd_kafka_message_t *msg, uint64 txn)
+{
+	rd_kafka_headers_t *hdrs = NULL;
+	rd_kafka_headers_t *copy;
+	char		id[64];
+	char		topic[ENGAGE_TOPIC_MAX_LEN + 1];
+	char		reason[512];
+
+	(void) rd_kafka_message_headers(msg, &hdrs);
+	header_text(hdrs, "engage.id", id, sizeof(id));
+	header_text(hdrs, "engage.topic", topic, sizeof(topic));
+	header_text(hdrs, "engage.reason", reason, sizeof(reason));
+	if (is_size_error(msg->err) && msg->payload != NULL && hdrs != NULL &&
+		(copy = rd_kafka_headers_copy(hdrs)) != NULL)
+	{
+		rd_kafka_header_remove(copy, "engage.reason");
+		rd_kafka_header_remove(copy, "engage.topic");
+		strlcat(reason, "; the dead-letter topic refused it too as too large, so it carries no value",
+				sizeof(reason));
+		if (queue_dead_letter(topic, reason, msg->key, msg->key_len, NULL, 0, copy, txn))
+			return;
+	}
+	note_failure(FAILURE_POISON, "dead-letter topic \"%s\" refused event %s (refused for topic \"%s\"): %s",
+				 dead_letter_topic, id, topic, rd_kafka_err2str(msg->err));
+}
+
 /* Delivery report: acknowledge, or decide how the failure is handled. */
 static void
 on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	uint64		txn = (uint64) (uintptr_t) msg->_private;
 	const char *topic = rd_kafka_topic_name(msg->rkt);
-	const char *err = rd_kafka_err2str(msg->err);
-	rd_kafka_headers_t *hdrs = NULL;
 
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
@@ -208,15 +340,12 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	}
 	if (stopping)
 		return;					/* purged on purpose; replayed from the slot */
-	if (!is_poison(msg->err))
-		note_failure(FAILURE_RETRY, "delivery to topic \"%s\" failed: %s", topic, err);
-	else if (dead_letter_topic != NULL && strcmp(topic, dead_letter_topic) != 0 &&
-			 rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-			 queue_dead_letter(topic, err, msg->key, msg->key_len, msg->payload, msg->len,
-							   rd_kafka_headers_copy(hdrs), txn))
-		return;
+	if (!is_poison(msg->err) && !is_unknown_topic(msg->err))
+		note_failure(FAILURE_RETRY, "delivery to topic \"%s\" failed: %s", topic, rd_kafka_err2str(msg->err));
+	else if (dead_letter_topic != NULL && strcmp(topic, dead_letter_topic) == 0)
+		dead_letter_refused(msg, txn);
 	else
-		note_failure(FAILURE_POISON, "Kafka refused an event for topic \"%s\": %s", topic, err);
+		hold_refused(msg, txn, is_unknown_topic(msg->err) ? NULL : rd_kafka_err2str(msg->err));
 }
 
 /* Error callback: broker reachability, authentication and fatal errors. */
@@ -445,18 +574,120 @@ producer_start(const char *brokers, const char *properties, List *credentials,
 	return true;
 }
 
+/* The result of validating the creation of one topic: its error and message. */
+static rd_kafka_resp_err_t
+creation_result(rd_kafka_event_t *ev, char *detail, size_t len)
+{
+	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+	const rd_kafka_topic_result_t **topics_res;
+	size_t		n = 0;
+	rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+
+	strlcpy(detail, rd_kafka_event_error_string(ev), len);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || res == NULL)
+		return err;
+	topics_res = rd_kafka_CreateTopics_result_topics(res, &n);
+	if (n != 1)
+		return RD_KAFKA_RESP_ERR__FAIL;
+	err = rd_kafka_topic_result_error(topics_res[0]);
+	strlcpy(detail, rd_kafka_topic_result_error_string(topics_res[0]) ?
+			rd_kafka_topic_result_error_string(topics_res[0]) : rd_kafka_err2str(err), len);
+	return err;
+}
+
 /*
- * The handle of a topic, created on first use.  Its metadata is fetched
- * right away: librdkafka 2.0.2 otherwise waits up to a second before it
- * asks for an unknown topic, which would stall the first event.
+ * Asks the broker whether it would create topic name (CreateTopics with
+ * validate_only, its default partitions and replication: nothing is
+ * created).  Waits at most DIAGNOSE_TIMEOUT_MS; the broker's message in detail.
  */
-static rd_kafka_topic_t *
-topic_handle(const char *name, int len)
+static rd_kafka_resp_err_t
+validate_creation(const char *name, char *detail, size_t len)
+{
+	char		errstr[256];
+	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, -1, -1, errstr, sizeof(errstr));
+	rd_kafka_AdminOptions_t *opts;
+	rd_kafka_queue_t *queue;
+	rd_kafka_event_t *ev;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+
+	strlcpy(detail, nt ? "no answer from Kafka" : errstr, len);
+	if (nt == NULL)
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
+	opts = rd_kafka_AdminOptions_new(producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	(void) rd_kafka_AdminOptions_set_validate_only(opts, 1, errstr, sizeof(errstr));
+	(void) rd_kafka_AdminOptions_set_request_timeout(opts, DIAGNOSE_TIMEOUT_MS, errstr, sizeof(errstr));
+	queue = rd_kafka_queue_new(producer);
+	rd_kafka_CreateTopics(producer, &nt, 1, opts, queue);
+	ev = rd_kafka_queue_poll(queue, DIAGNOSE_TIMEOUT_MS + 1000);
+	if (ev != NULL)
+	{
+		err = creation_result(ev, detail, len);
+		rd_kafka_event_destroy(ev);
+	}
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_AdminOptions_destroy(opts);
+	rd_kafka_NewTopic_destroy(nt);
+	return err;
+}
+
+/*
+ * Why Kafka will never create topic name (malloc'd), or NULL when it may or
+ * when Kafka did not say.  The broker names a collision with an existing
+ * topic ("." against "_"), an invalid name, a policy or a missing right.
+ * late: the topic stayed unknown past topic.metadata.propagation.max.ms, so
+ * one the broker could create, but did not, will not be created for us.
+ * Never called from a callback: it waits for the broker.
+ */
+static char *
+diagnose_topic(const char *name, bool late)
+{
+	char		detail[512];
+
+	switch (validate_creation(name, detail, sizeof(detail)))
+	{
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+			return malloc_printf("Kafka will not create the topic: %s", detail);
+		case RD_KAFKA_RESP_ERR_NO_ERROR:
+			if (!late)
+				return NULL;
+			return malloc_printf("the topic does not exist and Kafka did not create it within "
+								 "topic.metadata.propagation.max.ms (is auto.create.topics.enable off?); "
+								 "create the topic");
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * Fetches the metadata of a new topic right away: librdkafka 2.0.2 otherwise
+ * waits up to a second before it asks, which would stall the first event.  A
+ * topic Kafka does not know yet is diagnosed at once: Kafka may be creating
+ * it, or may never create it.
+ */
+static void
+check_new_topic(TopicEntry *entry)
+{
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t err;
+
+	if (rd_kafka_metadata(producer, 0, entry->rkt, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_NO_ERROR;
+	rd_kafka_metadata_destroy(md);
+	if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION)
+		entry->refusal = diagnose_topic(entry->name, false);
+}
+
+/* The entry of a topic, created (and checked) on first use; NULL for a name too long. */
+static TopicEntry *
+topic_entry(const char *name, int len)
 {
 	TopicEntry *entry;
 	char		key[ENGAGE_TOPIC_MAX_LEN + 1] = {0};
 	bool		found;
-	const struct rd_kafka_metadata *md;
 
 	if (topics == NULL)
 	{
@@ -471,17 +702,20 @@ topic_handle(const char *name, int len)
 		return NULL;
 	if (last_topic != NULL && memcmp(last_topic->name, name, len) == 0 &&
 		last_topic->name[len] == '\0')
-		return last_topic->rkt;
+		return last_topic;
 	memcpy(key, name, len);
 	entry = hash_search(topics, key, HASH_ENTER, &found);
 	last_topic = entry;
 	if (found)
-		return entry->rkt;
+		return entry;
+	entry->refusal = NULL;
+	entry->diagnosed_late = false;
 	entry->rkt = rd_kafka_topic_new(producer, key, NULL);
-	if (entry->rkt != NULL &&
-		rd_kafka_metadata(producer, 0, entry->rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		rd_kafka_metadata_destroy(md);
-	return entry->rkt;
+	if (entry->rkt == NULL)
+		entry->refusal = strdup(rd_kafka_err2str(rd_kafka_last_error()));
+	else
+		check_new_topic(entry);
+	return entry;
 }
 
 /* Releases every topic handle (before the producer goes). */
@@ -495,8 +729,11 @@ drop_topics(void)
 		return;
 	hash_seq_init(&status, topics);
 	while ((entry = hash_seq_search(&status)) != NULL)
+	{
 		if (entry->rkt != NULL)
 			rd_kafka_topic_destroy(entry->rkt);
+		free(entry->refusal);
+	}
 	hash_destroy(topics);
 	topics = NULL;
 	last_topic = NULL;
@@ -529,17 +766,15 @@ producer_stop(void)
 	nacks = 0;
 }
 
-/* Hands one message to librdkafka; never waits. */
+/* Hands one message for the topic of entry to librdkafka; never waits. */
 static rd_kafka_resp_err_t
-produce(const char *topic, int topiclen, const void *key, size_t keylen,
+produce(TopicEntry *entry, const void *key, size_t keylen,
 		const void *payload, size_t len, rd_kafka_headers_t *headers, uint64 txn)
 {
-	rd_kafka_topic_t *rkt = topic_handle(topic, topiclen);
-
-	if (rkt == NULL)
+	if (entry == NULL || entry->rkt == NULL)
 		return RD_KAFKA_RESP_ERR__INVALID_ARG;
 	return rd_kafka_producev(producer,
-							 RD_KAFKA_V_RKT(rkt),
+							 RD_KAFKA_V_RKT(entry->rkt),
 							 RD_KAFKA_V_KEY(key, keylen),
 							 RD_KAFKA_V_VALUE((void *) payload, len),
 							 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -548,30 +783,102 @@ produce(const char *topic, int topiclen, const void *key, size_t keylen,
 							 RD_KAFKA_V_END);
 }
 
-/* Sends the queued dead letters; those that do not fit now wait for the next poll. */
+/*
+ * Gives a held event of an unknown topic its reason: why Kafka will never
+ * create the topic.  False (a failure to retry noted) when Kafka may still.
+ * A topic is diagnosed once; events of a refused topic are refused at once.
+ */
+static bool
+diagnose_held(DeadLetter *dl)
+{
+	TopicEntry *entry = topic_entry(dl->topic, strlen(dl->topic));
+
+	if (entry != NULL && entry->refusal == NULL && !entry->diagnosed_late)
+	{
+		entry->refusal = diagnose_topic(dl->topic, true);
+		entry->diagnosed_late = true;
+	}
+	if (entry == NULL || entry->refusal == NULL)
+	{
+		note_failure(FAILURE_RETRY, "delivery of event %s to topic \"%s\" failed: the topic is unknown to Kafka",
+					 dl->id, dl->topic);
+		return false;
+	}
+	dl->reason = strdup(entry->refusal);
+	if (dl->reason == NULL)
+		note_failure(FAILURE_RETRY, "out of memory refusing event %s", dl->id);
+	return dl->reason != NULL;
+}
+
+/*
+ * Hands dead letter dl to librdkafka (with_value false: without its value);
+ * on success librdkafka owns dl->headers.  One too large goes again without
+ * its value.  A dead-letter topic Kafka will not create refuses everything.
+ */
+static rd_kafka_resp_err_t
+produce_dead_letter(DeadLetter *dl, bool with_value)
+{
+	TopicEntry *entry = topic_entry(dead_letter_topic, strlen(dead_letter_topic));
+	const char *reason = dl->reason;
+	rd_kafka_resp_err_t err;
+
+	if (entry == NULL || entry->refusal != NULL)
+		return RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+	if (!with_value && dl->payload != NULL)
+		reason = psprintf("%s; the dead letter carries no value", reason);
+	rd_kafka_header_add(dl->headers, "engage.reason", -1, reason, -1);
+	rd_kafka_header_add(dl->headers, "engage.topic", -1, dl->topic, -1);
+	err = produce(entry, dl->key, dl->keylen, with_value ? dl->payload : NULL,
+				  with_value ? dl->len : 0, dl->headers, dl->txn);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		dl->headers = NULL;
+		return err;
+	}
+	rd_kafka_header_remove(dl->headers, "engage.reason");
+	rd_kafka_header_remove(dl->headers, "engage.topic");
+	if (is_size_error(err) && with_value && dl->payload != NULL)
+		return produce_dead_letter(dl, false);
+	return err;
+}
+
+/* Records that the dead-letter topic refused dl (err) as the failure that stops. */
 static void
-send_dead_letters(void)
+note_dead_letter_refused(const DeadLetter *dl, rd_kafka_resp_err_t err)
+{
+	TopicEntry *entry = topic_entry(dead_letter_topic, strlen(dead_letter_topic));
+
+	note_failure(FAILURE_POISON, "dead-letter topic \"%s\" refused event %s (refused for topic \"%s\"): %s",
+				 dead_letter_topic, dl->id, dl->topic,
+				 entry && entry->refusal ? entry->refusal : rd_kafka_err2str(err));
+}
+
+/*
+ * After a poll: diagnoses the topics of held events, then sends each refused
+ * event to the dead-letter topic, or records the refusal under the stop
+ * policy.  Events that do not fit librdkafka's queue wait for the next poll.
+ */
+static void
+settle_refused(void)
 {
 	while (dead_letters != NULL)
 	{
 		DeadLetter *dl = dead_letters;
-		rd_kafka_resp_err_t err;
 
-		rd_kafka_header_add(dl->headers, "engage.reason", -1, dl->reason, -1);
-		rd_kafka_header_add(dl->headers, "engage.topic", -1, dl->topic, -1);
-		err = produce(dead_letter_topic, strlen(dead_letter_topic), dl->key, dl->keylen,
-					  dl->payload, dl->len, dl->headers, dl->txn);
-		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		/* An event not diagnosed as refused is dropped: replayed from the slot. */
+		if (dl->reason != NULL || diagnose_held(dl))
 		{
-			rd_kafka_header_remove(dl->headers, "engage.reason");
-			rd_kafka_header_remove(dl->headers, "engage.topic");
-			return;
+			rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+			if (dead_letter_topic == NULL)
+				note_refusal(dl->id, dl->topic, dl->reason);
+			else
+				err = produce_dead_letter(dl, true);
+			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				return;
+			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+				note_dead_letter_refused(dl, err);
 		}
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			dl->headers = NULL; /* librdkafka owns them now */
-		else
-			note_failure(FAILURE_POISON, "dead-letter topic \"%s\" refused an event: %s",
-						 dead_letter_topic, rd_kafka_err2str(err));
 		dead_letters = dl->next;
 		free_dead_letter(dl);
 	}
@@ -592,51 +899,111 @@ make_headers(const EngageMessage *msg)
 }
 
 /*
- * Hands one event to librdkafka.  An event without a topic (msg->topic
- * absent) goes to the dead-letter topic with msg->no_topic_reason, or is a
- * failure under the stop policy.  Returns SEND_QUEUE_FULL when librdkafka's
- * queue has no room (nothing was sent: poll, then send again).
+ * An event refused for good before it was sent: to the dead-letter topic
+ * under the dead_letter policy (without its value unless with_value), else
+ * the failure that stops the shipper.  SEND_QUEUE_FULL when librdkafka's
+ * queue has no room for the dead letter.  Takes over hdrs.
  */
-EngageSendResult
-producer_send(const EngageMessage *msg)
+static EngageSendResult
+refuse_event(const EngageMessage *msg, rd_kafka_headers_t *hdrs, const char *topic,
+			 const char *reason, bool with_value)
 {
-	rd_kafka_headers_t *hdrs = make_headers(msg);
+	DeadLetter	dl = {
+		.topic = topic, .id = pnstrdup(msg->id.data, msg->id.len), .reason = reason,
+		.key = msg->key.data, .keylen = msg->key.len, .payload = msg->value.data,
+		.len = msg->value.len, .headers = hdrs, .txn = msg->txn
+	};
 	rd_kafka_resp_err_t err;
 
-	if (msg->topic.data == NULL)
+	if (dead_letter_topic == NULL)
 	{
-		if (dead_letter_topic == NULL)
-			rd_kafka_headers_destroy(hdrs);
-		else if (queue_dead_letter("", msg->no_topic_reason, msg->key.data, msg->key.len,
-								   msg->value.data, msg->value.len, hdrs, msg->txn))
-			return SEND_OK;
-		note_failure(FAILURE_POISON, "event %.*s has no valid Kafka topic: %s",
-					 msg->id.len, msg->id.data, msg->no_topic_reason);
+		rd_kafka_headers_destroy(hdrs);
+		note_refusal(dl.id, topic, reason);
 		return SEND_FAILED;
 	}
-	err = produce(msg->topic.data, msg->topic.len, msg->key.data, msg->key.len,
-				  msg->value.data, msg->value.len, hdrs, msg->txn);
+	err = produce_dead_letter(&dl, with_value);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		return SEND_OK;
 	rd_kafka_headers_destroy(hdrs);
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return SEND_QUEUE_FULL;
-	if (is_poison(err))
-		note_failure(FAILURE_POISON, "Kafka refused an event for topic \"%.*s\": %s",
-					 msg->topic.len, msg->topic.data, rd_kafka_err2str(err));
-	else
-		note_failure(FAILURE_RETRY, "could not produce to topic \"%.*s\": %s",
-					 msg->topic.len, msg->topic.data, rd_kafka_err2str(err));
+	note_dead_letter_refused(&dl, err);
 	return SEND_FAILED;
 }
 
-/* Serves callbacks for up to timeout_ms, then sends any dead letters. */
+/* Why an event is too large for the producer: its size and message.max.bytes. */
+static const char *
+size_reason(const EngageMessage *msg)
+{
+	char		max[32] = "?";
+	size_t		size = sizeof(max);
+
+	(void) rd_kafka_conf_get(rd_kafka_conf(producer), "message.max.bytes", max, &size);
+	return psprintf("the event is too large: %d bytes of key and value (and its headers), "
+					"over the producer's message.max.bytes of %s", msg->key.len + msg->value.len, max);
+}
+
+/*
+ * An event librdkafka did not take: refused for good (too large, a topic
+ * Kafka will never create, ...), else a failure to retry.  Takes over hdrs.
+ */
+static EngageSendResult
+refuse_at_send(const EngageMessage *msg, rd_kafka_headers_t *hdrs, TopicEntry *entry,
+			   rd_kafka_resp_err_t err)
+{
+	if (is_size_error(err))
+		return refuse_event(msg, hdrs, entry->name, size_reason(msg), false);
+	if (is_unknown_topic(err) && entry->refusal == NULL && !entry->diagnosed_late)
+	{
+		entry->refusal = diagnose_topic(entry->name, true);
+		entry->diagnosed_late = true;
+	}
+	if (is_unknown_topic(err) && entry->refusal != NULL)
+		return refuse_event(msg, hdrs, entry->name, entry->refusal, true);
+	if (is_poison(err))
+		return refuse_event(msg, hdrs, entry->name, rd_kafka_err2str(err), true);
+	rd_kafka_headers_destroy(hdrs);
+	note_failure(FAILURE_RETRY, "could not produce event %.*s to topic \"%s\": %s",
+				 msg->id.len, msg->id.data, entry->name, rd_kafka_err2str(err));
+	return SEND_FAILED;
+}
+
+/*
+ * Hands one event to librdkafka.  An event refused for good (no valid topic,
+ * a topic Kafka will not create, too large) goes to the dead-letter topic, or
+ * is a failure under the stop policy.  Returns SEND_QUEUE_FULL when
+ * librdkafka's queue has no room (nothing was sent: poll, then send again).
+ */
+EngageSendResult
+producer_send(const EngageMessage *msg)
+{
+	rd_kafka_headers_t *hdrs = make_headers(msg);
+	TopicEntry *entry;
+	rd_kafka_resp_err_t err;
+
+	if (msg->topic.data == NULL)
+		return refuse_event(msg, hdrs, "", msg->no_topic_reason, true);
+	entry = topic_entry(msg->topic.data, msg->topic.len);
+	if (entry == NULL)
+		return refuse_event(msg, hdrs, "", "its topic name is longer than 249 characters", true);
+	if (entry->refusal != NULL)
+		return refuse_event(msg, hdrs, entry->name, entry->refusal, true);
+	err = produce(entry, msg->key.data, msg->key.len, msg->value.data, msg->value.len, hdrs, msg->txn);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return SEND_OK;
+	if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return refuse_at_send(msg, hdrs, entry, err);
+	rd_kafka_headers_destroy(hdrs);
+	return SEND_QUEUE_FULL;
+}
+
+/* Serves callbacks for up to timeout_ms, then settles the events refused meanwhile. */
 void
 producer_poll(int timeout_ms)
 {
 	rd_kafka_poll(producer, timeout_ms);
 	if (dead_letters != NULL)
-		send_dead_letters();
+		settle_refused();
 }
 
 /*

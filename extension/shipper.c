@@ -349,6 +349,30 @@ acquire_slot(void)
 }
 
 /*
+ * Under the dead_letter policy, refuses (reported) a dead-letter topic among
+ * the row or application topics of the prefix, or colliding with them: a
+ * table or engage.emit() could write there, or make Kafka refuse it.
+ */
+static bool
+dead_letter_topic_allowed(void)
+{
+	const char *why;
+
+	if (engage_poison_policy != ENGAGE_POISON_DEAD_LETTER)
+		return true;
+	why = engage_dead_letter_conflict(engage_dead_letter_topic, engage_topic_prefix);
+	if (why == NULL)
+		return true;
+	report(SHIPPER_STOPPED_ON_ERROR,
+		   psprintf("engage.dead_letter_topic \"%s\" cannot be used with engage.topic_prefix \"%s\": %s; "
+					"set engage.dead_letter_topic to a topic outside \"%s.\" and \"%s-app.\" "
+					"(the default is engage-dead_letter)",
+					engage_dead_letter_topic, engage_topic_prefix, why,
+					engage_topic_prefix, engage_topic_prefix));
+	return false;
+}
+
+/*
  * Starts the producer with the settings and the credentials file, if any,
  * once every engage.* line of the configuration files applies; false
  * (reported, without any value read from the file) on failure.
@@ -366,6 +390,8 @@ start_producer(void)
 		report(SHIPPER_STOPPED_ON_ERROR, error);
 		return false;
 	}
+	if (!dead_letter_topic_allowed())
+		return false;
 	if (path[0] != '\0' && !engage_read_credentials(path, &credentials, &error))
 	{
 		report(SHIPPER_STOPPED_ON_ERROR,

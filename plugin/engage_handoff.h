@@ -76,12 +76,15 @@ typedef struct EngageHandoff
 	EngageRecordFacts facts;
 } EngageHandoff;
 
-/* topicname.c: Kafka's rule for topic names. */
+/* topicname.c: Kafka's rule for topic names, and the names of our topics. */
 #define ENGAGE_TOPIC_MAX_LEN 249
+#define ENGAGE_TOPIC_PREFIX_MAX_LEN 200
+#define ENGAGE_APP_TOPIC_INFIX "-app."	/* <prefix>-app.<topic> */
 
 extern const char *engage_topic_invalid(const char *name, int len);
 extern const char *engage_topic_prefix_invalid(const char *prefix);
 extern bool engage_topics_collide(const char *a, const char *b);
+extern const char *engage_dead_letter_conflict(const char *topic, const char *prefix);
 extern const char *engage_table_topic(StringInfo buf, const char *prefix,
 									  const char *schema, const char *table);
 extern const char *engage_message_topic(StringInfo buf, const char *prefix,

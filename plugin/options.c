@@ -86,7 +86,7 @@ parse_topic_prefix(EngageOptions *opts, DefElem *elem)
 
 	if (why)
 		bad_option_value("topic_prefix", value, why,
-						 "Use 1 to 247 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
+						 "Use 1 to 200 characters from A-Z, a-z, 0-9, \".\", \"_\" and \"-\".");
 	opts->topic_prefix = pstrdup(value);
 }
 

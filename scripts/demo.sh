@@ -100,11 +100,11 @@ SQL
 # Shows what arrived in Kafka, the shipper status and the campaign's rates.
 show_results() {
     say "events per topic in Kafka ($BROKER)"
-    for topic in $(kcat -b "$BROKER" -L 2>/dev/null | sed -n 's/^ *topic "\(engage\.[^"]*\)".*/\1/p' | sort); do
+    for topic in $(kcat -b "$BROKER" -L 2>/dev/null | sed -n 's/^ *topic "\(engage[.-][^"]*\)".*/\1/p' | sort); do
         printf '  %-28s %s\n' "$topic" "$(kcat -b "$BROKER" -C -t "$topic" -e -q -f '%k\n' 2>/dev/null | wc -l)"
     done
     say "the application event and a few row events, as consumers see them"
-    kcat -b "$BROKER" -C -t engage.campaign.sent -e -q -f 'key=%k headers=%h\n  %s\n' 2>/dev/null
+    kcat -b "$BROKER" -C -t engage-app.campaign.sent -e -q -f 'key=%k headers=%h\n  %s\n' 2>/dev/null
     kcat -b "$BROKER" -C -t engage.campaigns -e -q -f 'key=%k\n  %s\n' 2>/dev/null | tail -n 2
     kcat -b "$BROKER" -C -t engage.campaign_audience -e -q -f 'key=%k\n  %s\n' -c 2 2>/dev/null
     say "shipper status"

@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${VALGRIND_PORT:-55477}
-OUR_FRAMES='engage_decoder\.so|pg_engage\.so|\((engage_decoder|jsonvalue|relinfo|record|message|options|pg_engage|guc|launcher|shipper|tracker|producer|status|emit|shared|topicname|tablelist|emitauth|credentials|confcheck)\.c:[0-9]+\)'
+OUR_FRAMES='engage_decoder\.so|pg_engage\.so|\((engage_decoder|jsonvalue|relinfo|record|message|options|pg_engage|guc|launcher|shipper|tracker|producer|status|emit|shared|topicname|topicnames|tablelist|emitauth|credentials|confcheck)\.c:[0-9]+\)'
 WORK=$(mktemp -d /tmp/pg_engage_valgrind.XXXXXX)
 chmod 755 "$WORK"
 

@@ -130,15 +130,15 @@ SELECT r->>'op' AS op, r->>'topic' AS topic, r->>'reason' AS reason, r->'payload
   FROM engage_test.get('regress_msg') r;
 
 -- engage.emit() refuses a bad topic (22023) and a NULL payload (22004).  The
--- topic's Kafka name, engage.<topic> here, is at most 249 characters: 242 for
--- the topic itself; "." and "_" are both allowed (Kafka's collision rule is
+-- topic's Kafka name, engage-app.<topic> here, is at most 249 characters: 238
+-- for the topic itself; "." and "_" are both allowed (Kafka's collision rule is
 -- about other topics).
 SELECT engage.emit('bad topic', 'k', '{}');
 SELECT engage.emit('t', 'k', NULL);
 SELECT coalesce(quote_literal(left(replace(t, E'\n', '<LF>'), 12)), 'NULL') AS topic, length(t) AS length,
        split_part(engage_test.error_of(format('SELECT engage.emit(%L, %L, %L)', t, 'k', '{}')), ':', 1) AS sqlstate
   FROM (VALUES (NULL), (''), ('has space'), ('slash/'), ('colon:'), ('ü'), (E'nl\n'),
-               (repeat('t', 243)), ('ok.topic'), (repeat('t', 242)), ('.'), ('..'), ('a._-b')) AS v(t);
+               (repeat('t', 239)), ('ok.topic'), (repeat('t', 238)), ('.'), ('..'), ('a._-b')) AS v(t);
 SELECT engage_test.error_of($$SELECT engage.emit(NULL, 'k', '{}')$$) AS null_topic;
 SELECT engage_test.error_of($$SELECT engage.emit('t', 'k', NULL)$$) AS null_payload;
 SELECT engage_test.error_of($$SELECT engage.emit(NULL, 'k', NULL)$$) AS both_bad;

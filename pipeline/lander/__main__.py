@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 
 from confluent_kafka import KafkaException
 
-from .service import Lander, LanderConfig, LanderError, install_signal_handlers
+from .service import Lander, LanderConfig, LanderError, install_signal_handlers, shipper_topics_regex
 from .targets import TargetError
 
 log = logging.getLogger("pipeline.lander")
@@ -30,8 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--s3-endpoint", help="S3 endpoint URL for S3-compatible servers (path-style)")
     topics = p.add_mutually_exclusive_group()
     topics.add_argument("--topic-prefix", default="engage",
-                        help="land the topics <prefix>.* (default engage, like engage.topic_prefix)")
+                        help="land the topics <prefix>.* (rows) and <prefix>-app.* (application events) "
+                             "and the dead-letter topic (default engage, like engage.topic_prefix)")
     topics.add_argument("--topics-regex", help="land the topics matching this regex (starts with ^)")
+    p.add_argument("--dead-letter-topic", default="engage-dead_letter",
+                   help="with --topic-prefix, also land this topic (default engage-dead_letter, like "
+                        "engage.dead_letter_topic)")
     p.add_argument("--group", default="engage-lander", help="consumer group (default engage-lander)")
     p.add_argument("--instance-id",
                    help="static group member id (default: none). A static member that rejoins gets "
@@ -62,7 +65,7 @@ def config_from_args(a: argparse.Namespace) -> LanderConfig:
         if not sep or not name:
             raise LanderError(f"--consumer-property {item!r} is not NAME=VALUE")
         props[name.strip()] = value.strip()
-    regex = a.topics_regex or "^" + re.escape(a.topic_prefix + ".") + ".*"
+    regex = a.topics_regex or shipper_topics_regex(a.topic_prefix, a.dead_letter_topic)
     return LanderConfig(
         bootstrap=a.bootstrap, target=_target_url(a.target), s3_endpoint=a.s3_endpoint,
         topics_regex=regex, group=a.group, instance_id=a.instance_id, max_records=a.max_records,

@@ -42,6 +42,16 @@ class LanderError(Exception):
     """The lander cannot do its job (no assignment, fatal consumer error, bad configuration)."""
 
 
+def shipper_topics_regex(prefix: str = "engage", dead_letter_topic: str = "engage-dead_letter") -> str:
+    """Return the regex of the shipper's topics: rows <prefix>.*, events <prefix>-app.*, dead letters.
+
+    Topic names have only A-Za-z0-9._- (README, "Topic names"): "." is the one character to quote,
+    as "[.]", which both Python and librdkafka's regex engines read the same way.
+    """
+    p, d = prefix.replace(".", "[.]"), dead_letter_topic.replace(".", "[.]")
+    return f"^({p}[.]|{p}-app[.]).*|^{d}$"
+
+
 @dataclass
 class LanderConfig:
     """What to land, from where, to where, and how objects roll."""
@@ -49,7 +59,7 @@ class LanderConfig:
     bootstrap: str
     target: str
     s3_endpoint: str | None = None
-    topics_regex: str = r"^engage\..*"
+    topics_regex: str = shipper_topics_regex()
     group: str = "engage-lander"
     instance_id: str | None = None
     max_records: int = 100_000

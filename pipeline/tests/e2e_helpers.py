@@ -3,7 +3,7 @@ broker, a concurrent workload that survives a crash restart, reading Kafka back,
 
     src = ShipperSource(base_dir, port, bootstrap, prefix)   # pg_engage preloaded, extension made
     wl = Workload(src, seed=1); wl.start(); ...; wl.stop()    # small transactions, reconnects
-    msgs = read_topics(bootstrap, prefix)                     # every message of <prefix>.* topics
+    msgs = read_topics(bootstrap, prefix)                     # every message of the prefix's topics
     proc = run_lander(bootstrap, target, endpoint, group, regex, env={...})
 """
 from __future__ import annotations
@@ -189,7 +189,7 @@ class Workload(threading.Thread):
 
 
 def read_topics(bootstrap: str, prefix: str, timeout: float = 60) -> list[dict]:
-    """Return every message of the topics <prefix>.* (read_committed), in partition order:
+    """Return every message of the topics <prefix>.* and <prefix>-app.* (read_committed), in partition order:
     dicts with topic, partition, offset, headers (name -> str), value (bytes)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-read-{secrets.token_hex(4)}",
@@ -198,7 +198,7 @@ def read_topics(bootstrap: str, prefix: str, timeout: float = 60) -> list[dict]:
     try:
         md = consumer.list_topics(timeout=10)
         parts = [TopicPartition(t, p, 0) for t, meta in md.topics.items()
-                 if t.startswith(prefix + ".") for p in meta.partitions]
+                 if t.startswith((prefix + ".", prefix + "-app.")) for p in meta.partitions]
         consumer.assign(parts)
         pending = {(tp.topic, tp.partition) for tp in parts}
         out, deadline = [], time.monotonic() + timeout

@@ -92,7 +92,7 @@ def dead_letter_line(offset: int) -> str:
              '"new":{"campaign_id":1,"template_id":1,"user_id":1,"audience_id":1,"name":"POISON"}}')
     headers = {"engage.id": "FFFF/0:1", "engage.op": "update", "engage.table": "engage.campaigns",
                "engage.reason": "Broker: Message size too large", "engage.topic": "engage.campaigns"}
-    return landing_line("engage.dead_letter", 0, offset, 1780768800000, '{"campaign_id":1}',
+    return landing_line("engage-dead_letter", 0, offset, 1780768800000, '{"campaign_id":1}',
                         headers, value)
 
 
@@ -166,7 +166,7 @@ def test_cdc_end_to_end(kind, source, tmp_path):
     phase2 = src.decode()
     writer.write(phase2, max_records=25)
     writer.write(phase2[: len(phase2) // 2], max_records=25)        # the shipper redelivers
-    writer.write_lines("engage.dead_letter", 0, [dead_letter_line(0)])
+    writer.write_lines("engage-dead_letter", 0, [dead_letter_line(0)])
     r2 = cycle(landing, cfg, tmp_path)
     assert r2["duplicates_dropped"] == len(phase2) // 2
 

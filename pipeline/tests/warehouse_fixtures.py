@@ -23,14 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
-DEAD_LETTER_TOPIC = "engage.dead_letter"
+DEAD_LETTER_TOPIC = "engage-dead_letter"
 
 
 def record_meta(value: str) -> dict:
     """Return what the shipper derives from a record: topic, key and headers (parses a copy)."""
     rec = json.loads(value)
     if rec["op"] == "message":
-        topic, key = f"engage.{rec['topic']}", rec.get("key")
+        topic, key = f"engage-app.{rec['topic']}", rec.get("key")
     else:
         topic = "engage." + rec["table"].split(".", 1)[1]
         key = None if rec.get("pk") is None else json.dumps(rec["pk"], separators=(",", ":"))

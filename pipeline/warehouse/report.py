@@ -41,7 +41,7 @@ def before(wh) -> dict:
             "load_id": _scalar(wh, f"select max(load_id) from {s}.stg_events", 0)}
 
 
-def after(wh, mark: dict, dead_letter_topic: str = "engage.dead_letter") -> dict:
+def after(wh, mark: dict, dead_letter_topic: str = "engage-dead_letter") -> dict:
     """Return the counts of what the build since `mark` did, and the lag."""
     s = wh.cfg.schema
     staged = _scalar(wh, f"select count(*) from {s}.stg_events where _batch > {mark['batch']}", 0)

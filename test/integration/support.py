@@ -136,9 +136,9 @@ class Broker:
             f.result(timeout=30)
 
     def topics(self, prefix):
-        """Names of the topics whose name starts with '<prefix>.'."""
+        """Names of the topics of a prefix: row topics '<prefix>.*', application topics '<prefix>-app.*'."""
         md = self.admin().list_topics(timeout=20)
-        return sorted(t for t in md.topics if t.startswith(prefix + "."))
+        return sorted(t for t in md.topics if t.startswith((prefix + ".", prefix + "-app.")))
 
     def read(self, topics, timeout=90):
         """Every message of topics (all partitions, from the beginning, assign not subscribe)."""
@@ -339,7 +339,7 @@ def check_envelopes(events, prefix):
         assert e.headers.get("engage.op") == rec["op"], where
         assert e.headers.get("engage.lsn") == rec["lsn"], where
         if rec["op"] == "message":
-            assert e.topic == f"{prefix}.{rec['topic']}", where
+            assert e.topic == f"{prefix}-app.{rec['topic']}", where
             assert e.key == (rec["key"].encode() if rec["key"] is not None else None), where
         else:
             assert e.headers.get("engage.table") == rec["table"], where

@@ -218,7 +218,7 @@ def test_bad_setting_refused_at_load(cluster, broker, prefix, name, bad, detail)
 
 @pytest.mark.parametrize("bad, detail", [
     ("a b", "A Kafka topic name has only the characters"),
-    ("p" * 248, "A topic prefix is at most 247 characters"),
+    ("p" * 201, "A topic prefix is at most 200 characters"),
     ("", "A Kafka topic name cannot be empty"),
 ], ids=["space", "too-long", "empty"])
 def test_bad_topic_prefix_refused(cluster, broker, prefix, bad, detail):

@@ -53,13 +53,13 @@ SELECT throws_ok($$SELECT engage.emit(NULL, 'k', '{}')$$, '22023',
                  'invalid engage event topic: NULL', 'a NULL topic is refused (22023)');
 SELECT throws_ok($$SELECT engage.emit('', 'k', '{}')$$, '22023',
                  $$invalid engage event topic: ''$$, 'an empty topic is refused (22023)');
-SELECT throws_ok(format('SELECT engage.emit(%L, %L, %L)', repeat('t', 243), 'k', '{}'), '22023', NULL,
-                 'a topic whose Kafka name (engage.<topic>) exceeds 249 characters is refused (22023)');
+SELECT throws_ok(format('SELECT engage.emit(%L, %L, %L)', repeat('t', 239), 'k', '{}'), '22023', NULL,
+                 'a topic whose Kafka name (engage-app.<topic>) exceeds 249 characters is refused (22023)');
 SELECT throws_ok($$SELECT engage.emit('a/b', 'k', '{}')$$, '22023', NULL, 'a slash in a topic is refused (22023)');
 SELECT throws_ok($$SELECT engage.emit('café', 'k', '{}')$$, '22023', NULL, 'a non-ASCII topic is refused (22023)');
 SELECT throws_ok($$SELECT engage.emit(E'topic\n', 'k', '{}')$$, '22023', NULL,
                  'a trailing newline in a topic is refused (22023)');
-SELECT lives_ok(format('SELECT engage.emit(%L, %L, %L)', repeat('t', 242), 'k', '{}'),
+SELECT lives_ok(format('SELECT engage.emit(%L, %L, %L)', repeat('t', 238), 'k', '{}'),
                 'a topic whose Kafka name has 249 characters is accepted');
 SELECT lives_ok($$SELECT engage.emit('AZaz09._-', NULL, '{}')$$,
                 'every allowed character, and a NULL key, are accepted');
