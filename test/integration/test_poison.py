@@ -54,7 +54,7 @@ def test_refused_event_stop_then_dead_letter(cluster, broker, prefix):
     error = cluster.status()["last_error"]
     assert big_topic in error and "too large" in error.lower(), error
     log = cluster.log_since(offset)
-    assert re.search(rf'pg_engage shipper: Kafka refused event [0-9A-F/]+:1 for topic "{re.escape(big_topic)}"', log)
+    assert re.search(rf'pg_engage shipper: Kafka refused event [0-9A-F/]+:[0-9]+ for topic "{re.escape(big_topic)}"', log)
     assert payload["blob"][:40] not in log + error, "the event's value reached the log or the status"
     pid = cluster.status()["pid"]
     assert_held(cluster, between)
