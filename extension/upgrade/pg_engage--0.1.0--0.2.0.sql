@@ -291,34 +291,9 @@ $$;
 COMMENT ON FUNCTION engage.build_campaign_audience(bigint, bigint) IS
 'Fill a campaign''s audience with one member (lowest member_id) per normalized email, up to max_members in total; returns members added and rows skipped as duplicates or invalid';
 
--- Journals the rows a statement inserted into or deleted from campaign_audience.
--- Both triggers name their transition table changed_rows, so one statement
--- serves both: the rows count +1 when inserted, -1 when deleted.
-CREATE OR REPLACE FUNCTION engage.journal_membership_change()
-RETURNS trigger
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
-BEGIN
-    INSERT INTO engage_internal.rollup_journal (campaign_id, hour, d_opens, d_clicks, d_conversions)
-    SELECT r.campaign_id, NULL, 0, 0, 0 FROM changed_rows AS r GROUP BY r.campaign_id
-    UNION ALL
-    SELECT r.campaign_id, t.hour, v_sign * sum(t.o), v_sign * sum(t.c), v_sign * sum(t.v)
-    FROM changed_rows AS r
-    CROSS JOIN LATERAL (VALUES
-        (date_trunc('hour', r.opened_at, 'UTC'),    1, 0, 0),
-        (date_trunc('hour', r.clicked_at, 'UTC'),   0, 1, 0),
-        (date_trunc('hour', r.converted_at, 'UTC'), 0, 0, 1)) AS t(hour, o, c, v)
-    WHERE r.opened_at IS NOT NULL AND t.hour IS NOT NULL
-    GROUP BY r.campaign_id, t.hour;
-    RETURN NULL;
-END
-$$;
-
-COMMENT ON FUNCTION engage.journal_membership_change() IS
-'Trigger: journal the campaign_audience rows a statement inserted or deleted (membership and first touches) for engage.rollup_rates()';
+-- engage.journal_membership_change() now serves both triggers, whose
+-- transition tables are both named changed_rows: its new body is in the issue 8
+-- section below (SECURITY DEFINER since then).
 
 CREATE OR REPLACE TRIGGER campaign_audience_journal_insert
     AFTER INSERT ON engage.campaign_audience
@@ -507,62 +482,8 @@ $$;
 COMMENT ON FUNCTION engage_internal.rollup_recompute_cumulative(bigint[], timestamptz[], bigint[], timestamptz[]) IS
 'Step of engage.rollup_rates: recompute cumulative counts and audience sizes from each campaign''s first changed hour on; returns the hours written';
 
--- Fold the journal into campaign_rates_hourly: only what changed since the last run.
---
--- Steps: take the lock and the mark (here), consume the journal into the new
--- counts (rollup_take_journal), then for the affected campaigns refresh the
--- audience sizes (rollup_refresh_sizes), drop idle hours
--- (rollup_drop_idle_hours) and recompute the cumulative values
--- (rollup_recompute_cumulative), and finally move the mark (here).
-CREATE OR REPLACE FUNCTION engage.rollup_rates(
-    OUT processed_entries bigint,
-    OUT changed_campaigns bigint,
-    OUT changed_hours bigint)
-RETURNS record
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
--- No sequential scans and no JIT, for the reasons given at
--- engage_internal.rollup_take_journal; the steps set the same themselves.
-SET enable_seqscan = off
-SET jit = off
-AS $$
-DECLARE
-    v_low  xid8;
-    v_high xid8;
-    v_take record;
-BEGIN
-    -- One rollup at a time.  An advisory lock (keyed on the journal's oid)
-    -- rather than a row lock: a rollup with nothing to do writes nothing.
-    PERFORM pg_advisory_xact_lock('engage_internal.rollup_journal'::regclass::oid::bigint);
-    SELECT s.processed_below INTO v_low FROM engage_internal.rollup_state AS s;
-
-    -- Taken before the journal is read: every transaction below this xmin had
-    -- ended before that, so the read below sees all of its entries.  (Taken
-    -- after the read, it could pass a transaction committed in between.)
-    v_high := greatest(v_low, pg_snapshot_xmin(pg_current_snapshot()));
-
-    SELECT * INTO v_take FROM engage_internal.rollup_take_journal(v_low);
-    processed_entries := v_take.processed_entries;
-    changed_campaigns := coalesce(cardinality(v_take.campaigns), 0);
-    changed_hours := 0;
-
-    IF changed_campaigns > 0 THEN
-        PERFORM engage_internal.rollup_refresh_sizes(v_take.campaigns, v_take.resized);
-        PERFORM engage_internal.rollup_drop_idle_hours(v_take.campaigns, v_take.from_hours);
-        changed_hours := engage_internal.rollup_recompute_cumulative(
-            v_take.campaigns, v_take.from_hours, v_take.delta_campaigns, v_take.delta_hours);
-    END IF;
-
-    -- Only a rollup that consumed something moves the mark, so that one
-    -- with nothing to do writes nothing at all.
-    IF processed_entries > 0 AND v_high > v_low THEN
-        UPDATE engage_internal.rollup_state SET processed_below = v_high;
-    END IF;
-END
-$$;
-
-COMMENT ON FUNCTION engage.rollup_rates() IS
-'Fold campaign activity committed since the last run into engage.campaign_rates_hourly (incremental, never misses late commits); returns journal entries processed, campaigns and hours changed';
+-- engage.rollup_rates() calls these steps: its new body is in the issue 8
+-- section below.
 
 -- engage.emit(): application topics registered, collisions refused (issue 8);
 -- identical to extension/sql/35_app_topics.sql.
