@@ -8,6 +8,7 @@
  *	guc.c			the engage.* settings and their checks
  *	launcher.c		starts the shipper once its database exists, with backoff
  *	shipper.c		the worker: one long-lived decoding session into Kafka
+ *	slotloss.c		the shipper's own record of its position; lost slots
  *	tracker.c		in-flight transactions and the position safe to confirm
  *	producer.c		everything that touches librdkafka
  *	status.c		shared status and engage.shipper_status()
@@ -42,6 +43,7 @@ extern int	engage_shutdown_timeout_ms;
 extern bool engage_wake_on_commit;
 extern int	engage_poison_policy;
 extern char *engage_dead_letter_topic;
+extern int	engage_on_slot_loss;
 
 /* What to do with an event Kafka refuses for good. */
 typedef enum EngagePoisonPolicy
@@ -49,6 +51,13 @@ typedef enum EngagePoisonPolicy
 	ENGAGE_POISON_STOP,			/* hold the position and report the error */
 	ENGAGE_POISON_DEAD_LETTER	/* send it to the dead-letter topic, go on */
 } EngagePoisonPolicy;
+
+/* What to do when the shipper's slot was lost (engage.on_slot_loss). */
+typedef enum EngageSlotLossPolicy
+{
+	ENGAGE_SLOT_LOSS_CONTINUE,	/* announce the gap, go on from a new slot */
+	ENGAGE_SLOT_LOSS_STOP		/* announce in the status, wait for the operator */
+} EngageSlotLossPolicy;
 
 extern void engage_define_settings(void);
 
@@ -61,7 +70,8 @@ typedef enum EngageShipperState
 	SHIPPER_WAITING_FOR_BROKER,
 	SHIPPER_STOPPED_ON_ERROR,
 	SHIPPER_WAITING_FOR_DATABASE,
-	SHIPPER_AUTH_FAILED
+	SHIPPER_AUTH_FAILED,
+	SHIPPER_SLOT_LOST
 } EngageShipperState;
 
 /* Shared status of the shipper, written by the workers, read by SQL. */
@@ -83,6 +93,9 @@ typedef struct EngageStatus
 	TimestampTz error_resolved_at;	/* 0 while last_error is current */
 	int64		quarantined;	/* engage-prefixed messages not written by emit() */
 	TimestampTz last_quarantined_at;
+	int64		slot_losses;	/* gaps announced since the server started */
+	XLogRecPtr	last_gap_from;	/* the last gap: first position not shipped */
+	XLogRecPtr	last_gap_to;	/* and where the new slot starts */
 	struct Latch *shipper_latch;	/* set by committing backends; NULL when none */
 } EngageStatus;
 
@@ -97,9 +110,17 @@ extern void engage_status_confirmed(XLogRecPtr lsn);
 extern void engage_status_session(const char *slot_name);
 extern void engage_status_broker(int state);
 extern void engage_status_quarantined(void);
+extern void engage_status_gap(XLogRecPtr from, XLogRecPtr to);
 extern void engage_status_set_pid(int pid);
 extern void engage_status_clear_pid(int code, Datum arg);
 extern void engage_status_wake_shipper(void);
+
+/* slotloss.c: the shipper's own record, lost slots. */
+extern XLogRecPtr shipper_record_read(const char *slot);
+extern void shipper_record_write(const char *slot, XLogRecPtr lsn);
+extern const char *slot_loss_check(const char *name, XLogRecPtr recorded, XLogRecPtr *from,
+								   bool *invalidated);
+extern void slot_drop_lost(const char *name);
 
 /* launcher.c */
 extern void engage_register_launcher(void);

@@ -23,10 +23,17 @@ int			engage_shutdown_timeout_ms = 10000;
 bool		engage_wake_on_commit = true;
 int			engage_poison_policy = ENGAGE_POISON_STOP;
 char	   *engage_dead_letter_topic = NULL;
+int			engage_on_slot_loss = ENGAGE_SLOT_LOSS_CONTINUE;
 
 static const struct config_enum_entry poison_options[] = {
 	{"stop", ENGAGE_POISON_STOP, false},
 	{"dead_letter", ENGAGE_POISON_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry slot_loss_options[] = {
+	{"continue", ENGAGE_SLOT_LOSS_CONTINUE, false},
+	{"stop", ENGAGE_SLOT_LOSS_STOP, false},
 	{NULL, 0, false}
 };
 
@@ -150,6 +157,10 @@ engage_define_settings(void)
 	DefineCustomEnumVariable("engage.poison_policy",
 							 gettext_noop("What to do with an event Kafka refuses for good: stop or dead_letter."),
 							 NULL, &engage_poison_policy, ENGAGE_POISON_STOP, poison_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("engage.on_slot_loss",
+							 gettext_noop("What to do when the shipper's slot was lost: continue (announce the gap) or stop."),
+							 NULL, &engage_on_slot_loss, ENGAGE_SLOT_LOSS_CONTINUE, slot_loss_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("engage.poll_interval",
 							gettext_noop("How long the shipper sleeps when it has read all WAL."),

@@ -29,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -56,6 +57,9 @@ static ResourceOwner shipper_owner = NULL;
 static uint64 current_txn = 0;
 static bool in_txn = false;
 static XLogRecPtr confirmed = InvalidXLogRecPtr;
+static XLogRecPtr recorded = InvalidXLogRecPtr;	/* in the shipper's record */
+static XLogRecPtr acked = InvalidXLogRecPtr;	/* Kafka acknowledged all before */
+static bool slot_lost_stop = false;	/* a lost slot waits for the operator */
 static TimestampTz last_slot_save = 0;
 static char *session_settings = NULL;
 static char *connected_db = NULL;
@@ -65,10 +69,10 @@ static EngageShipperState shown_state = SHIPPER_STARTING;
 static char *
 settings_fingerprint(void)
 {
-	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d", engage_enabled, engage_brokers,
+	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d|%d", engage_enabled, engage_brokers,
 					engage_database, engage_slot_name, engage_topic_prefix,
 					engage_tables, engage_kafka_properties, engage_kafka_credentials_file,
-					engage_dead_letter_topic, engage_poison_policy);
+					engage_dead_letter_topic, engage_poison_policy, engage_on_slot_loss);
 }
 
 /*
@@ -349,6 +353,83 @@ acquire_slot(void)
 }
 
 /*
+ * Compares the slot with the shipper's record.  Returns why events were lost
+ * (*from: the first position not shipped), or NULL.  Under
+ * engage.on_slot_loss = stop, a loss is reported (state slot lost) and the
+ * slot left as it is; otherwise an invalidated slot is dropped, to be
+ * created again.
+ */
+static const char *
+detect_slot_loss(XLogRecPtr *from)
+{
+	bool		invalidated;
+	const char *why;
+
+	recorded = shipper_record_read(engage_slot_name);
+	why = slot_loss_check(engage_slot_name, recorded, from, &invalidated);
+	if (why == NULL)
+		return NULL;
+	if (engage_on_slot_loss == ENGAGE_SLOT_LOSS_STOP)
+	{
+		report(SHIPPER_SLOT_LOST,
+			   psprintf("replication slot \"%s\" lost the events from %X/%X on: %s; "
+						"set engage.on_slot_loss = continue and reload to announce the gap and go on",
+						engage_slot_name, LSN_FORMAT_ARGS(*from), why));
+		slot_lost_stop = true;
+	}
+	else if (invalidated)
+		slot_drop_lost(engage_slot_name);
+	return why;
+}
+
+/* Writes a gap record: the events from from to to could not be shipped. */
+static void
+gap_record(StringInfo rec, const char *id, XLogRecPtr from, XLogRecPtr to, const char *why)
+{
+	appendStringInfo(rec, "{\"v\":1,\"id\":\"%s\",\"op\":\"gap\",\"from_lsn\":\"%X/%X\","
+					 "\"to_lsn\":\"%X/%X\",\"slot\":",
+					 id, LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(to));
+	escape_json(rec, engage_slot_name);
+	appendStringInfoString(rec, ",\"reason\":");
+	escape_json(rec, why);
+	appendStringInfoChar(rec, '}');
+}
+
+/*
+ * Announces the events from from to the slot's start (confirmed) as lost:
+ * a warning, the status, and a gap record to <prefix>-control, tracked
+ * before anything of the slot so that nothing is confirmed (and the record
+ * not moved on) before Kafka acknowledged it.
+ */
+static void
+announce_gap(const char *why, XLogRecPtr from)
+{
+	char	   *topic = psprintf("%s-control", engage_topic_prefix);
+	char	   *id = psprintf("%X/%X:0", LSN_FORMAT_ARGS(confirmed));
+	char	   *lsn = psprintf("%X/%X", LSN_FORMAT_ARGS(confirmed));
+	StringInfoData rec;
+	uint64		txn = tracker_begin();
+	EngageMessage msg = {
+		.topic = {topic, strlen(topic)}, .key = {engage_slot_name, strlen(engage_slot_name)},
+		.id = {id, strlen(id)}, .op = "gap", .lsn = {lsn, strlen(lsn)}, .txn = txn
+	};
+
+	ereport(WARNING,
+			(errmsg("pg_engage shipper: replication slot \"%s\" was lost; the events from %X/%X to %X/%X cannot be shipped",
+					engage_slot_name, LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(confirmed)),
+			 errdetail("Cause: %s.", why),
+			 errhint("A gap record with id %s goes to topic %s.", id, topic)));
+	engage_status_gap(from, confirmed);
+	initStringInfo(&rec);
+	gap_record(&rec, id, from, confirmed, why);
+	msg.value = (EngageBytes) {rec.data, rec.len};
+	tracker_add(txn);
+	while (producer_send(&msg) == SEND_QUEUE_FULL)
+		wait_for_room();
+	tracker_commit(txn, confirmed);
+}
+
+/*
  * Under the dead_letter policy, refuses (reported) a dead-letter topic among
  * the row or application topics of the prefix, or colliding with them: a
  * table or engage.emit() could write there, or make Kafka refuse it.
@@ -415,6 +496,8 @@ static bool
 session_start(void)
 {
 	MemoryContext old;
+	const char *lost;
+	XLogRecPtr	lost_from = InvalidXLogRecPtr;
 
 	session_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage shipper session",
 										ALLOCSET_SMALL_SIZES);
@@ -422,6 +505,12 @@ session_start(void)
 	session_settings = settings_fingerprint();
 	engage_status_session(engage_slot_name);
 	if (!start_producer())
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	lost = detect_slot_loss(&lost_from);
+	if (slot_lost_stop)
 	{
 		MemoryContextSwitchTo(old);
 		return false;
@@ -440,6 +529,9 @@ session_start(void)
 	engage_status_confirmed(confirmed);
 	tracker_reset();
 	in_txn = false;
+	acked = recorded != InvalidXLogRecPtr ? Min(confirmed, recorded) : InvalidXLogRecPtr;
+	if (lost != NULL && confirmed > lost_from)
+		announce_gap(lost, lost_from);
 	show_state(SHIPPER_RUNNING);
 	ereport(LOG, (errmsg("pg_engage shipper: streaming slot \"%s\" from %X/%X to %s",
 						 engage_slot_name, LSN_FORMAT_ARGS(confirmed), engage_brokers)));
@@ -447,28 +539,39 @@ session_start(void)
 	return true;
 }
 
-/* Confirms to the slot everything Kafka has acknowledged. */
+/*
+ * Confirms to the slot everything Kafka has acknowledged, at most once a
+ * second unless forced.  The shipper's record is written first: a slot that
+ * continues the shipper's stream is never ahead of it (see slotloss.c).
+ */
 static void
-confirm_progress(void)
+confirm_progress(bool force)
 {
 	XLogRecPtr	lsn = tracker_confirmable();
-	TimestampTz now;
+	XLogRecPtr	target;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		due;
 
 	/* Nothing in flight: everything decoded so far is safe, relevant or not. */
 	if (tracker_empty() && !in_txn)
 		lsn = ctx->reader->EndRecPtr;
-	if (lsn == InvalidXLogRecPtr || lsn <= confirmed)
-		return;
-	LogicalConfirmReceivedLocation(lsn);
-	ReplicationSlotMarkDirty();
-	confirmed = lsn;
-	engage_status_confirmed(lsn);
-	now = GetCurrentTimestamp();
-	if (TimestampDifferenceExceeds(last_slot_save, now, SLOT_SAVE_INTERVAL_MS))
+	acked = Max(acked, lsn);
+	due = force || TimestampDifferenceExceeds(last_slot_save, now, SLOT_SAVE_INTERVAL_MS);
+	if (due && acked > recorded && acked >= confirmed)
 	{
-		ReplicationSlotSave();
+		shipper_record_write(engage_slot_name, acked);
+		recorded = acked;
 		last_slot_save = now;
 	}
+	target = Min(acked, recorded);
+	if (target <= confirmed)
+		return;
+	LogicalConfirmReceivedLocation(target);
+	ReplicationSlotMarkDirty();
+	if (due)
+		ReplicationSlotSave();
+	confirmed = target;
+	engage_status_confirmed(target);
 }
 
 /*
@@ -589,7 +692,7 @@ session_loop(MemoryContext loop_cxt)
 			report(SHIPPER_STOPPED_ON_ERROR, error);
 			return END_POISON;
 		}
-		confirm_progress();
+		confirm_progress(false);
 		publish_progress();
 		if (n > 0)
 			continue;
@@ -615,7 +718,7 @@ session_end(bool flush)
 	{
 		producer_flush(engage_shutdown_timeout_ms);
 		serve_producer(0);
-		confirm_progress();
+		confirm_progress(true);
 		publish_progress();
 	}
 	producer_stop();
@@ -694,6 +797,14 @@ ship(MemoryContext loop_cxt)
 		if (!session_start())
 		{
 			session_end(false);
+			if (slot_lost_stop)
+			{
+				slot_lost_stop = false;
+				wait_for_reload();
+				if (!engage_enabled || strcmp(connected_db, engage_database) != 0)
+					break;
+				continue;
+			}
 			wait_before_retry(&backoff_ms);
 			if (ConfigReloadPending)
 			{

@@ -194,6 +194,8 @@ state_name(EngageShipperState state)
 			return "waiting for database";
 		case SHIPPER_AUTH_FAILED:
 			return "authentication failed";
+		case SHIPPER_SLOT_LOST:
+			return "slot lost";
 	}
 	return "unknown";
 }
@@ -207,6 +209,17 @@ engage_status_quarantined(void)
 	SpinLockAcquire(&status->mutex);
 	status->quarantined++;
 	status->last_quarantined_at = now;
+	SpinLockRelease(&status->mutex);
+}
+
+/* Counts an announced gap: events between from and to could not be shipped. */
+void
+engage_status_gap(XLogRecPtr from, XLogRecPtr to)
+{
+	SpinLockAcquire(&status->mutex);
+	status->slot_losses++;
+	status->last_gap_from = from;
+	status->last_gap_to = to;
 	SpinLockRelease(&status->mutex);
 }
 
@@ -244,7 +257,7 @@ typedef struct StatusColumn
 	bool		isnull;
 } StatusColumn;
 
-#define STATUS_COLUMNS 16
+#define STATUS_COLUMNS 19
 
 /* Fills the columns of the status row from a snapshot of the status. */
 static void
@@ -269,6 +282,9 @@ status_columns(StatusColumn *cols, EngageStatus *snap, XLogRecPtr current)
 		{"quarantined", Int64GetDatum(snap->quarantined), false},
 		{"last_quarantined_at", TimestampTzGetDatum(snap->last_quarantined_at),
 		snap->last_quarantined_at == 0},
+		{"slot_losses", Int64GetDatum(snap->slot_losses), false},
+		{"last_gap_from", LSNGetDatum(snap->last_gap_from), snap->last_gap_from == InvalidXLogRecPtr},
+		{"last_gap_to", LSNGetDatum(snap->last_gap_to), snap->last_gap_to == InvalidXLogRecPtr},
 	};
 
 	memcpy(cols, c, sizeof(c));

@@ -4,7 +4,8 @@
 -- PostgreSQL after Kafka acknowledged it, how far that is behind the WAL, what
 -- was shipped, the last error and whether it is resolved, how many sessions
 -- (starts, reloads, retries) the shipper has had, and how many messages with
--- the engage prefix it quarantined because engage.emit() did not write them.
+-- the engage prefix it quarantined because engage.emit() did not write them,
+-- and how many gaps it announced after its slot was lost (the last one's range).
 CREATE FUNCTION engage.shipper_status(
     OUT state text,
     OUT pid integer,
@@ -21,7 +22,10 @@ CREATE FUNCTION engage.shipper_status(
     OUT slot_name text,
     OUT sessions bigint,
     OUT quarantined bigint,
-    OUT last_quarantined_at timestamptz)
+    OUT last_quarantined_at timestamptz,
+    OUT slot_losses bigint,
+    OUT last_gap_from pg_lsn,
+    OUT last_gap_to pg_lsn)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'engage_shipper_status';

@@ -9,7 +9,8 @@ LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'engage_emit';
 
 -- engage.shipper_status(): error_resolved_at and sessions (issue 7),
--- quarantined and last_quarantined_at (issue 8)
+-- quarantined and last_quarantined_at (issue 8), slot_losses, last_gap_from
+-- and last_gap_to (issue 9)
 DROP VIEW engage.shipper;
 DROP FUNCTION engage.shipper_status();
 
@@ -29,7 +30,10 @@ CREATE FUNCTION engage.shipper_status(
     OUT slot_name text,
     OUT sessions bigint,
     OUT quarantined bigint,
-    OUT last_quarantined_at timestamptz)
+    OUT last_quarantined_at timestamptz,
+    OUT slot_losses bigint,
+    OUT last_gap_from pg_lsn,
+    OUT last_gap_to pg_lsn)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'engage_shipper_status';

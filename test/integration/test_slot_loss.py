@@ -1,0 +1,131 @@
+"""A lost slot is detected and announced, never silent (issue 9, section 2).
+
+A gap record goes to '<prefix>-control' with the LSN range that could not be shipped, the status
+counts it and the log warns.  This module stops the broker: it has its own cluster, and the broker
+is running again when each test ends.
+"""
+import json
+
+from support import lsn_int, wait_until
+
+# Small enough that a few switched WAL segments invalidate a slot that does not move.
+CLUSTER_CONF = ["max_slot_wal_keep_size = 64MB", "wal_keep_size = 0"]
+
+
+def gap_records(broker, prefix):
+    """The gap records of the control topic of prefix, as dicts with their headers."""
+    topic = prefix + "-control"
+    if topic not in broker.admin().list_topics(timeout=20).topics:
+        return []
+    return [dict(json.loads(e.value), headers=e.headers) for e in broker.read([topic])]
+
+
+def wait_gap(broker, prefix, what):
+    """Waits until the control topic holds a gap record; returns them all."""
+    return wait_until(lambda: gap_records(broker, prefix), 120, f"a gap record {what}", interval=1)
+
+
+def stop_shipper(cluster):
+    """engage.enabled = off; waits until the shipper has exited (its slot is released)."""
+    cluster.reload(enabled="off")
+    wait_until(lambda: not cluster.shipper_pids(), 60, "the shipper to exit")
+
+
+def check_gap(rec, cluster, prefix, from_lsn, reason, from_max=None):
+    """The gap record covers from_lsn (to from_max) to the new slot's start; the status shows it."""
+    to_lsn = rec["to_lsn"]
+    assert rec["v"] == 1 and rec["op"] == "gap" and rec["slot"] == "engage_shipper"
+    assert from_lsn <= lsn_int(rec["from_lsn"]) <= (from_max or from_lsn), rec
+    assert reason in rec["reason"], rec
+    assert rec["id"] == f"{to_lsn}:0" and rec["headers"]["engage.op"] == "gap"
+    assert lsn_int(to_lsn) > from_lsn
+    # Nothing of the new slot before the gap: its start is where the record says.
+    assert cluster.confirmed_flush() >= lsn_int(to_lsn)
+    status = cluster.status()
+    assert (status["last_gap_from"], status["last_gap_to"]) == (rec["from_lsn"], to_lsn)
+    return status
+
+
+def test_slot_dropped_while_off(cluster, broker, prefix):
+    """Slot dropped while the shipper is off, rows written meanwhile: one gap covering them."""
+    cluster.wait_shipped()
+    stop_shipper(cluster)
+    before = cluster.confirmed_flush()
+    losses = cluster.status()["slot_losses"]
+    cluster.query("SELECT pg_drop_replication_slot('engage_shipper')")
+    cluster.query("INSERT INTO engage.members (name) SELECT 'lost ' || g FROM generate_series(1, 100) g")
+    written = cluster.flush_lsn()
+    offset = cluster.log_size()
+    cluster.reload(enabled="on")
+    cluster.wait_running()
+    recs = wait_gap(broker, prefix, "after the slot was dropped")
+    assert len(recs) == 1, recs
+    status = check_gap(recs[0], cluster, prefix, before, "dropped")
+    assert lsn_int(recs[0]["to_lsn"]) >= written
+    assert status["slot_losses"] == losses + 1
+    assert "was lost; the events from" in cluster.log_since(offset)
+    # Continuing: new rows ship again, no second gap.
+    cluster.query("INSERT INTO engage.members (name) VALUES ('after the gap')")
+    cluster.wait_shipped()
+    assert len(gap_records(broker, prefix)) == 1
+    assert cluster.status()["slot_losses"] == losses + 1
+
+
+def test_slot_created_again_while_off(cluster, broker, prefix):
+    """The operator's fix (drop and create the slot) while the shipper is off is a gap too."""
+    cluster.wait_shipped()
+    stop_shipper(cluster)
+    before = cluster.confirmed_flush()
+    cluster.query("SELECT pg_drop_replication_slot('engage_shipper')")
+    cluster.query("INSERT INTO engage.members (name) SELECT 'lost ' || g FROM generate_series(1, 10) g")
+    cluster.query("SELECT pg_create_logical_replication_slot('engage_shipper', 'engage_decoder')")
+    cluster.reload(enabled="on")
+    cluster.wait_running()
+    recs = wait_gap(broker, prefix, "after the slot was created again")
+    assert len(recs) == 1, recs
+    check_gap(recs[0], cluster, prefix, before, "created again")
+
+
+def test_stop_policy_waits(cluster, broker, prefix):
+    """Under on_slot_loss = stop: state 'slot lost', nothing created; continue announces the gap."""
+    cluster.wait_shipped()
+    stop_shipper(cluster)
+    before = cluster.confirmed_flush()
+    cluster.query("SELECT pg_drop_replication_slot('engage_shipper')")
+    cluster.reload(enabled="on", on_slot_loss="stop")
+    wait_until(lambda: cluster.status()["state"] == "slot lost", 60, "state slot lost")
+    assert cluster.confirmed_flush() == 0, "the shipper created a slot under stop"
+    assert f"lost the events from {before >> 32:X}/{before & 0xFFFFFFFF:X}" in cluster.status()["last_error"]
+    assert gap_records(broker, prefix) == []
+    cluster.reload(on_slot_loss="continue")
+    cluster.wait_running()
+    recs = wait_gap(broker, prefix, "after on_slot_loss = continue")
+    check_gap(recs[0], cluster, prefix, before, "dropped")
+    cluster.reload(on_slot_loss=None)
+
+
+def test_slot_invalidated_while_broker_down(cluster, broker, prefix):
+    """Broker down, WAL past max_slot_wal_keep_size, CHECKPOINT: the slot is invalidated; gap."""
+    cluster.wait_shipped()
+    before = cluster.confirmed_flush()
+    broker.stop()
+    try:
+        wait_until(lambda: cluster.status()["broker_reachable"] is False, 60, "the broker to be gone")
+        lost_start = cluster.flush_lsn()
+        with cluster.connect() as conn:
+            conn.execute("INSERT INTO engage.members (name) SELECT 'lost ' || g FROM generate_series(1, 1000) g")
+            for _ in range(8):  # 8 segments of 16 MB: past max_slot_wal_keep_size
+                conn.execute("INSERT INTO engage.members (name) VALUES ('lost')")
+                conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+        wait_until(lambda: "invalidating slot \"engage_shipper\"" in cluster.log()
+                   or "invalidating obsolete replication slot" in cluster.log(), 60,
+                   "PostgreSQL to invalidate the slot")
+    finally:
+        broker.restart()
+    recs = wait_gap(broker, prefix, "after the slot was invalidated")
+    assert len(recs) == 1, recs
+    check_gap(recs[0], cluster, prefix, before, "invalidated", from_max=lost_start)
+    cluster.wait_running()
+    cluster.query("INSERT INTO engage.members (name) VALUES ('after the gap')")
+    cluster.wait_shipped()
