@@ -12,6 +12,7 @@
  *	P.<table>, P.<schema>.<table>	row topics of tables with plain names
  *	P.<S>.<T>.<hash>				row topics of every other table
  *	P-app.<topic>					application events (engage.emit())
+ *	P-control						the shipper's gap records (shipper.c)
  * A row topic continues P with ".", an application topic with "-", which
  * Kafka does not take for "." or "_".  Plain row topics have at most two dots
  * after P and escaped ones exactly three, so they are never equal; the hash
@@ -114,6 +115,7 @@ engage_dead_letter_conflict(const char *topic, const char *prefix)
 {
 	char	   *rows = psprintf("%s.", prefix);
 	char	   *apps = psprintf("%s-app.", prefix);
+	char	   *control = psprintf("%s-control", prefix);
 	const char *why = NULL;
 
 	if (starts_for_kafka(topic, rows))
@@ -122,6 +124,10 @@ engage_dead_letter_conflict(const char *topic, const char *prefix)
 	else if (starts_for_kafka(topic, apps))
 		why = "it is in the namespace of application events (the prefix and \"-app.\"; "
 			"Kafka takes \"_\" for \".\"), where engage.emit() could send events";
+	else if (strcmp(topic, control) == 0 || engage_topics_collide(topic, control))
+		why = "it is (or collides with) the control topic, the prefix and \"-control\", "
+			"where the shipper announces gaps";
+	pfree(control);
 	pfree(rows);
 	pfree(apps);
 	return why;

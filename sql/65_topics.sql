@@ -108,12 +108,13 @@ SELECT engage_test.error_of($$SELECT engage_test.table_topic(repeat('p', 201), '
 SELECT engage_test.error_of($$SELECT engage_test.table_topic('a b', 'engage', 'members')$$) AS bad_prefix;
 
 -- The dead-letter topic: refused when it is in, or collides with, the row or
--- application namespace of the prefix.
+-- application namespace of the prefix, or the control topic of gap records.
 SELECT p AS prefix, t AS dead_letter_topic, coalesce(engage_test.dead_letter_conflict(p, t), 'ok') AS verdict
   FROM (VALUES ('engage', 'engage-dead_letter'), ('engage', 'engage.dead_letter'),
                ('engage', 'engage_dead_letter'), ('engage', 'engage.'), ('engage', 'engage'),
                ('engage', 'engage-app.dead'), ('engage', 'engage-app_dead'), ('engage', 'engage-appdead'),
                ('engage', 'dead_letters'), ('my.app', 'my_app.dlq'), ('my.app', 'my.app-dlq'),
-               ('my.app', 'my_app-app_dlq')) AS v(p, t);
+               ('my.app', 'my_app-app_dlq'), ('engage', 'engage-control'), ('my.app', 'my_app-control'),
+               ('engage', 'engage-controls')) AS v(p, t);
 
 DROP TABLE engage_test.names;
