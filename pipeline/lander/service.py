@@ -43,13 +43,14 @@ class LanderError(Exception):
 
 
 def shipper_topics_regex(prefix: str = "engage", dead_letter_topic: str = "engage-dead_letter") -> str:
-    """Return the regex of the shipper's topics: rows <prefix>.*, events <prefix>-app.*, dead letters.
+    """Return the regex of the shipper's topics: rows <prefix>.*, events <prefix>-app.*, gap records
+    <prefix>-control, dead letters.
 
     Topic names have only A-Za-z0-9._- (README, "Topic names"): "." is the one character to quote,
     as "[.]", which both Python and librdkafka's regex engines read the same way.
     """
     p, d = prefix.replace(".", "[.]"), dead_letter_topic.replace(".", "[.]")
-    return f"^({p}[.]|{p}-app[.]).*|^{d}$"
+    return f"^({p}[.]|{p}-app[.]).*|^{p}-control$|^{d}$"
 
 
 @dataclass

@@ -6,9 +6,9 @@ from pipeline.lander.service import LanderConfig, shipper_topics_regex
 
 SHIPPED = ["engage.members", "engage.campaign_audience", "engage.sales.orders",
            "engage.mallory.Bad_Name.eca8911f066af918", "engage-app.campaign.sent", "engage-app.wl",
-           "engage-dead_letter"]
+           "engage-dead_letter", "engage-control"]
 OTHERS = ["engage", "engage_members", "engage-appx.wl", "engage-app", "engage-dead_letter2",
-          "engage-dead_letters", "other.members", "xengage.members", "__consumer_offsets"]
+          "engage-dead_letters", "engage-controls", "other.members", "xengage.members", "__consumer_offsets"]
 
 
 def test_default_regex_lands_every_shipper_topic():
@@ -23,7 +23,7 @@ def test_prefix_and_dead_letter_topic_from_the_command_line():
     cfg = config_from_args(parse_args(["--bootstrap", "b", "--topic-prefix", "my.app",
                                        "--dead-letter-topic", "my.dlq"]))
     regex = re.compile(cfg.topics_regex)
-    assert all(regex.search(t) for t in ["my.app.members", "my.app-app.wl", "my.dlq"])
+    assert all(regex.search(t) for t in ["my.app.members", "my.app-app.wl", "my.app-control", "my.dlq"])
     assert not any(regex.search(t) for t in ["myxapp.members", "my.app_members", "my.dlqx", "myxdlq",
                                              "engage-dead_letter"])
     assert cfg.topics_regex == shipper_topics_regex("my.app", "my.dlq")
