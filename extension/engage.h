@@ -110,6 +110,7 @@ extern void engage_status_confirmed(XLogRecPtr lsn);
 extern void engage_status_session(const char *slot_name);
 extern void engage_status_broker(int state);
 extern void engage_status_quarantined(void);
+extern bool engage_slot_wal_margin(const char *name, XLogRecPtr current, int64 *retained, int64 *safe);
 extern void engage_status_gap(XLogRecPtr from, XLogRecPtr to);
 extern void engage_status_set_pid(int pid);
 extern void engage_status_clear_pid(int code, Datum arg);

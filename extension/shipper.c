@@ -129,6 +129,48 @@ write_kafka_log(void)
 		ereport(level <= 4 ? LOG : DEBUG1, (errmsg("pg_engage: kafka: %s", line)));
 }
 
+/* A slot with less than 1/WAL_MARGIN_SHARE of max_slot_wal_keep_size left is warned about. */
+#define WAL_MARGIN_SHARE 5
+/* How often the WAL margin of the slot is looked at. */
+#define WAL_MARGIN_CHECK_MS 5000
+
+/*
+ * Warns, once each time it falls below the threshold, that the slot is about
+ * to be invalidated: less than a fifth of max_slot_wal_keep_size can still
+ * be written before PostgreSQL removes WAL the slot needs.
+ */
+static void
+watch_wal_margin(void)
+{
+	static TimestampTz last_check = 0;
+	static bool warned = false;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		limit = (int64) max_slot_wal_keep_size_mb * 1024 * 1024;
+	int64		retained;
+	int64		safe;
+
+	if (!TimestampDifferenceExceeds(last_check, now, WAL_MARGIN_CHECK_MS) || limit < 0)
+		return;
+	last_check = now;
+	if (!engage_slot_wal_margin(engage_slot_name, GetXLogInsertRecPtr(), &retained, &safe))
+		return;
+	if (safe >= limit / WAL_MARGIN_SHARE)
+	{
+		warned = false;
+		return;
+	}
+	if (warned)
+		return;
+	warned = true;
+	ereport(WARNING,
+			(errmsg("pg_engage shipper: replication slot \"%s\" is close to being invalidated",
+					engage_slot_name),
+			 errdetail("It retains %lld bytes of WAL; %lld more can be written before max_slot_wal_keep_size (%d MB) is reached.",
+					   (long long) retained, (long long) Max(safe, 0), max_slot_wal_keep_size_mb),
+			 errhint("Bring Kafka back (see engage.shipper) or raise max_slot_wal_keep_size; a lost slot is announced by a gap record in %s-control.",
+					 engage_topic_prefix)));
+}
+
 /* Serves the producer for up to timeout_ms: acknowledgements and log lines. */
 static void
 serve_producer(int timeout_ms)
@@ -141,6 +183,7 @@ serve_producer(int timeout_ms)
 	for (int i = 0; i < n; i++)
 		tracker_acked(acked[i].txn, acked[i].events);
 	write_kafka_log();
+	watch_wal_margin();
 }
 
 /*

@@ -6,6 +6,7 @@
 
 #include "access/htup_details.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -249,6 +250,44 @@ slot_confirmed(const char *name, XLogRecPtr fallback)
 	return result;
 }
 
+/*
+ * The WAL the named slot retains (from its restart position to current) and,
+ * under max_slot_wal_keep_size, how much more WAL can be written before
+ * PostgreSQL invalidates it, as pg_replication_slots.safe_wal_size computes
+ * it (-1: no limit).  False when there is no such slot or it lost its WAL.
+ */
+bool
+engage_slot_wal_margin(const char *name, XLogRecPtr current, int64 *retained, int64 *safe)
+{
+	ReplicationSlot *slot;
+	XLogRecPtr	restart = InvalidXLogRecPtr;
+	XLogSegNo	segno;
+	XLogRecPtr	fail;
+	uint64		keep;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = name[0] != '\0' ? SearchNamedReplicationSlot(name, false) : NULL;
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		restart = slot->data.restart_lsn;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (restart == InvalidXLogRecPtr)
+		return false;
+	*retained = current > restart ? (int64) (current - restart) : 0;
+	*safe = -1;
+	if (max_slot_wal_keep_size_mb < 0)
+		return true;
+	XLByteToSeg(restart, segno, wal_segment_size);
+	keep = Max(XLogMBVarToSegs(max_slot_wal_keep_size_mb, wal_segment_size),
+			   XLogMBVarToSegs(wal_keep_size_mb, wal_segment_size));
+	XLogSegNoOffsetToRecPtr(segno + keep + 1, 0, wal_segment_size, fail);
+	*safe = (int64) fail - (int64) current;
+	return true;
+}
+
 /* One column of engage.shipper_status(). */
 typedef struct StatusColumn
 {
@@ -257,13 +296,16 @@ typedef struct StatusColumn
 	bool		isnull;
 } StatusColumn;
 
-#define STATUS_COLUMNS 19
+#define STATUS_COLUMNS 21
 
 /* Fills the columns of the status row from a snapshot of the status. */
 static void
 status_columns(StatusColumn *cols, EngageStatus *snap, XLogRecPtr current)
 {
 	XLogRecPtr	confirmed = snap->confirmed_lsn;
+	int64		retained = 0;
+	int64		safe = -1;
+	bool		has_slot = engage_slot_wal_margin(snap->slot_name, current, &retained, &safe);
 	StatusColumn c[STATUS_COLUMNS] = {
 		{"state", CStringGetTextDatum(state_name(snap->state)), false},
 		{"pid", Int32GetDatum(snap->pid), snap->pid == 0},
@@ -285,6 +327,8 @@ status_columns(StatusColumn *cols, EngageStatus *snap, XLogRecPtr current)
 		{"slot_losses", Int64GetDatum(snap->slot_losses), false},
 		{"last_gap_from", LSNGetDatum(snap->last_gap_from), snap->last_gap_from == InvalidXLogRecPtr},
 		{"last_gap_to", LSNGetDatum(snap->last_gap_to), snap->last_gap_to == InvalidXLogRecPtr},
+		{"retained_bytes", Int64GetDatum(retained), !has_slot},
+		{"safe_wal_size", Int64GetDatum(safe), !has_slot || safe == -1},
 	};
 
 	memcpy(cols, c, sizeof(c));

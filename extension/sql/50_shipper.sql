@@ -25,7 +25,9 @@ CREATE FUNCTION engage.shipper_status(
     OUT last_quarantined_at timestamptz,
     OUT slot_losses bigint,
     OUT last_gap_from pg_lsn,
-    OUT last_gap_to pg_lsn)
+    OUT last_gap_to pg_lsn,
+    OUT retained_bytes bigint,
+    OUT safe_wal_size bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'engage_shipper_status';

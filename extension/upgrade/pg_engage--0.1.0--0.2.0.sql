@@ -10,7 +10,7 @@ AS 'MODULE_PATHNAME', 'engage_emit';
 
 -- engage.shipper_status(): error_resolved_at and sessions (issue 7),
 -- quarantined and last_quarantined_at (issue 8), slot_losses, last_gap_from
--- and last_gap_to (issue 9)
+-- and last_gap_to, retained_bytes and safe_wal_size (issue 9)
 DROP VIEW engage.shipper;
 DROP FUNCTION engage.shipper_status();
 
@@ -33,7 +33,9 @@ CREATE FUNCTION engage.shipper_status(
     OUT last_quarantined_at timestamptz,
     OUT slot_losses bigint,
     OUT last_gap_from pg_lsn,
-    OUT last_gap_to pg_lsn)
+    OUT last_gap_to pg_lsn,
+    OUT retained_bytes bigint,
+    OUT safe_wal_size bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'engage_shipper_status';

@@ -10,6 +10,18 @@ from support import lsn_int, wait_until
 
 # Small enough that a few switched WAL segments invalidate a slot that does not move.
 CLUSTER_CONF = ["max_slot_wal_keep_size = 64MB", "wal_keep_size = 0"]
+MB = 1024 * 1024
+
+
+def test_status_shows_wal_margin(cluster):
+    """engage.shipper shows the WAL the slot retains and how much may still be written (a slot that
+    keeps up retains little, and nearly all of max_slot_wal_keep_size is left)."""
+    cluster.wait_shipped()
+    s = cluster.status()
+    assert 0 <= s["retained_bytes"] < 16 * MB, s
+    assert 48 * MB < s["safe_wal_size"] <= 64 * MB + 16 * MB, s
+    row = cluster.query("SELECT safe_wal_size FROM pg_replication_slots WHERE slot_name = 'engage_shipper'")
+    assert abs(row[0][0] - s["safe_wal_size"]) < 16 * MB, (row, s)
 
 
 def gap_records(broker, prefix):
@@ -117,6 +129,12 @@ def test_slot_invalidated_while_broker_down(cluster, broker, prefix):
             for _ in range(8):  # 8 segments of 16 MB: past max_slot_wal_keep_size
                 conn.execute("INSERT INTO engage.members (name) VALUES ('lost')")
                 conn.execute("SELECT pg_switch_wal()")
+            # Seen coming: the status shows the WAL retained and the margin left; the log warns once.
+            s = cluster.status()
+            assert s["retained_bytes"] > 64 * MB and s["safe_wal_size"] < 64 * MB // 5, s
+            warning = 'replication slot "engage_shipper" is close to being invalidated'
+            wait_until(lambda: warning in cluster.log(), 30, "the warning that the slot is about to be lost")
+            assert cluster.log().count(warning) == 1
             conn.execute("CHECKPOINT")
         wait_until(lambda: "invalidating slot \"engage_shipper\"" in cluster.log()
                    or "invalidating obsolete replication slot" in cluster.log(), 60,
