@@ -534,7 +534,9 @@ class Workload(threading.Thread):
                             self.committed.add(name)
                             self.commits += 1
                         time.sleep(self.pause)
-            except (psycopg.OperationalError, psycopg.errors.AdminShutdown):
+            except (psycopg.OperationalError, psycopg.errors.AdminShutdown, psycopg.Rollback):
+                # A Rollback escapes its transaction block only when the rollback itself failed:
+                # the connection was lost in a transaction the workload rolls back on purpose.
                 self.errors += 1
                 time.sleep(0.2)
             except Exception as exc:  # noqa: BLE001 - reported by stop()
