@@ -88,7 +88,7 @@ main() {
         case $s in
             regress) suite regress run_regress ;;
             pgtap) suite pgtap run_pgtap ;;
-            upgrade) suite upgrade "$ROOT/test/upgrade/run.sh" ;;
+            upgrade) suite upgrade bash -c "\"$ROOT/test/upgrade/run.sh\" && UPGRADE_FROM=0.2.0 \"$ROOT/test/upgrade/run.sh\"" ;;
             dump) suite dump "$ROOT/test/dump/run.sh" ;;
             compat) suite kafka-compat "$ROOT/test/kafka_compat/run.sh" ;;
             integration) suite integration run_integration ;;
