@@ -88,7 +88,7 @@ main() {
         case $s in
             regress) suite regress run_regress ;;
             pgtap) suite pgtap run_pgtap ;;
-            upgrade) suite upgrade bash -c "\"$ROOT/test/upgrade/run.sh\" && UPGRADE_FROM=0.2.0 \"$ROOT/test/upgrade/run.sh\"" ;;
+            upgrade) suite upgrade bash -c "for v in 0.1.0 0.2.0 0.3.0; do UPGRADE_FROM=\$v \"$ROOT/test/upgrade/run.sh\" || exit 1; done" ;;
             dump) suite dump "$ROOT/test/dump/run.sh" ;;
             compat) suite kafka-compat "$ROOT/test/kafka_compat/run.sh" ;;
             integration) suite integration run_integration ;;

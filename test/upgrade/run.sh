@@ -12,7 +12,7 @@ PORT=${UPGRADE_PORT:-55445}
 HERE=$ROOT/test/upgrade
 FROM=${UPGRADE_FROM:-0.1.0}
 # The commit of each release.
-declare -A RELEASES=([0.1.0]=7f81dc8 [0.2.0]=e3be130)
+declare -A RELEASES=([0.1.0]=7f81dc8 [0.2.0]=e3be130 [0.3.0]=44970dc)
 TO=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/pg_engage.control")
 DIR=$(mktemp -d /tmp/pg_engage_upgrade.XXXXXX)
 chmod 755 "$DIR"
