@@ -224,7 +224,7 @@ engage_emit(PG_FUNCTION_ARGS)
 	/* The decoder checks the hash with the top-level transaction that commits. */
 	xid = GetTopTransactionId();
 	initStringInfo(&message);
-	engage_emit_sign(&message, xid, event.data, event.len);
+	engage_sign(&message, ENGAGE_MAC_EMIT, xid, event.data, event.len);
 	appendBinaryStringInfo(&message, event.data, event.len);
 	PG_RETURN_LSN(LogLogicalMessage(ENGAGE_MESSAGE_PREFIX, message.data, message.len, true));
 }

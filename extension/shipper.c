@@ -354,7 +354,10 @@ shipper_write(LogicalDecodingContext *lctx, XLogRecPtr lsn, TransactionId xid,
 			break;
 		case ENGAGE_RECORD_ROW:
 		case ENGAGE_RECORD_MESSAGE:
+		case ENGAGE_RECORD_SCHEMA:
 			send_event(facts, lctx->out, lsn);
+			break;
+		case ENGAGE_RECORD_WATERMARK:
 			break;
 		case ENGAGE_RECORD_QUARANTINE:
 			quarantine(facts, lctx->out, lsn);

@@ -14,6 +14,11 @@
  * the transaction that committed the message: a message not written by
  * emit(), or copied from another transaction, does not match.
  *
+ * The same authenticator, with another purpose (domain) in the hash, marks
+ * the other messages only pg_engage writes: snapshot watermarks and schema
+ * changes (ENGAGE_MAC_*): a hash made for one purpose never passes for
+ * another.
+ *
  * Shared by engage_decoder and pg_engage (see engage_handoff.h).
  */
 #include "engage_handoff.h"
@@ -31,8 +36,6 @@
 #define EMIT_KEY_FILE	"pg_engage_emit.key"
 #define EMIT_KEY_LEN	32
 #define EMIT_MAC_LEN	32		/* SHA-256 */
-/* Binds the hash to its purpose: it means nothing to anything else. */
-#define EMIT_MAC_DOMAIN "pg_engage emit v1"
 
 static uint8 emit_key[EMIT_KEY_LEN];
 static bool emit_key_loaded = false;
@@ -104,9 +107,12 @@ load_key(void)
 	emit_key_loaded = true;
 }
 
-/* Computes the hash of event[0..len) written in transaction xid into mac. */
+/*
+ * Computes the hash of event[0..len) written in transaction xid for the
+ * purpose domain (ENGAGE_MAC_*) into mac.
+ */
 static void
-compute_mac(TransactionId xid, const char *event, Size len, uint8 *mac)
+compute_mac(const char *domain, TransactionId xid, const char *event, Size len, uint8 *mac)
 {
 	pg_hmac_ctx *hmac;
 	uint8		xid_bytes[4] = {xid >> 24, xid >> 16, xid >> 8, xid};
@@ -116,7 +122,7 @@ compute_mac(TransactionId xid, const char *event, Size len, uint8 *mac)
 	hmac = pg_hmac_create(PG_SHA256);
 	if (hmac == NULL ||
 		pg_hmac_init(hmac, emit_key, sizeof(emit_key)) < 0 ||
-		pg_hmac_update(hmac, (const uint8 *) EMIT_MAC_DOMAIN, sizeof(EMIT_MAC_DOMAIN)) < 0 ||
+		pg_hmac_update(hmac, (const uint8 *) domain, strlen(domain) + 1) < 0 ||
 		pg_hmac_update(hmac, xid_bytes, sizeof(xid_bytes)) < 0 ||
 		pg_hmac_update(hmac, (const uint8 *) event, len) < 0 ||
 		pg_hmac_final(hmac, mac, EMIT_MAC_LEN) < 0)
@@ -125,24 +131,28 @@ compute_mac(TransactionId xid, const char *event, Size len, uint8 *mac)
 	pg_hmac_free(hmac);
 }
 
-/* Appends the authenticator of event, written in transaction xid, to buf. */
+/*
+ * Appends the authenticator of event, written in transaction xid for the
+ * purpose domain, to buf.
+ */
 void
-engage_emit_sign(StringInfo buf, TransactionId xid, const char *event, Size len)
+engage_sign(StringInfo buf, const char *domain, TransactionId xid, const char *event, Size len)
 {
 	uint8		mac[EMIT_MAC_LEN];
 
-	compute_mac(xid, event, len, mac);
+	compute_mac(domain, xid, event, len, mac);
 	enlargeStringInfo(buf, ENGAGE_EMIT_MAC_CHARS);
 	buf->len += hex_encode((const char *) mac, sizeof(mac), buf->data + buf->len);
 	buf->data[buf->len] = '\0';
 }
 
 /*
- * Is message (authenticator, then event) what engage.emit() wrote in
- * transaction xid?  The comparison takes the same time wherever it differs.
+ * Is message (authenticator, then event) what pg_engage wrote for the purpose
+ * domain in transaction xid?  The comparison takes the same time wherever it
+ * differs.
  */
 bool
-engage_emit_verify(TransactionId xid, const char *message, Size size)
+engage_verify(const char *domain, TransactionId xid, const char *message, Size size)
 {
 	uint8		mac[EMIT_MAC_LEN];
 	char		hex[ENGAGE_EMIT_MAC_CHARS];
@@ -150,7 +160,7 @@ engage_emit_verify(TransactionId xid, const char *message, Size size)
 
 	if (size < ENGAGE_EMIT_MAC_CHARS || !TransactionIdIsValid(xid))
 		return false;
-	compute_mac(xid, message + ENGAGE_EMIT_MAC_CHARS, size - ENGAGE_EMIT_MAC_CHARS, mac);
+	compute_mac(domain, xid, message + ENGAGE_EMIT_MAC_CHARS, size - ENGAGE_EMIT_MAC_CHARS, mac);
 	hex_encode((const char *) mac, sizeof(mac), hex);
 	for (int i = 0; i < ENGAGE_EMIT_MAC_CHARS; i++)
 		diff |= hex[i] ^ message[i];

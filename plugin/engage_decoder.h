@@ -77,6 +77,7 @@ typedef struct EngageRel
 	Oid			relid;			/* hash key */
 	bool		valid;
 	bool		captured;		/* does the table filter select it? */
+	Oid			root;			/* the root of a partition, or relid */
 	MemoryContext cxt;			/* holds everything below */
 	char	   *table;			/* ,"table":"schema.name" (root of a partition) */
 	char	   *partition;		/* ,"partition":"schema.leaf" or NULL */

@@ -28,9 +28,13 @@
 
 /* Prefix of the logical messages written by engage.emit(). */
 #define ENGAGE_MESSAGE_PREFIX "engage"
+/* Prefix of the snapshot watermarks the shipper writes (see snapshot.c). */
+#define ENGAGE_WATERMARK_PREFIX "engage.watermark"
+/* Prefix of the schema changes the DDL event triggers write. */
+#define ENGAGE_SCHEMA_PREFIX "engage.schema"
 
 #define ENGAGE_HANDOFF_MAGIC	0x45474831	/* "EGH1" */
-#define ENGAGE_HANDOFF_VERSION	2
+#define ENGAGE_HANDOFF_VERSION	3
 
 /* What a record is. */
 typedef enum EngageRecordKind
@@ -39,7 +43,9 @@ typedef enum EngageRecordKind
 	ENGAGE_RECORD_COMMIT,		/* the transaction's events are all written */
 	ENGAGE_RECORD_ROW,			/* insert, update, delete or truncate */
 	ENGAGE_RECORD_MESSAGE,		/* an event written by engage.emit() */
-	ENGAGE_RECORD_QUARANTINE	/* any other message with the engage prefix */
+	ENGAGE_RECORD_QUARANTINE,	/* any other message with an engage prefix */
+	ENGAGE_RECORD_WATERMARK,	/* a snapshot watermark: never shipped */
+	ENGAGE_RECORD_SCHEMA		/* a captured table's columns after DDL */
 } EngageRecordKind;
 
 /* Bytes that are not NUL-terminated; data is NULL when absent. */
@@ -60,6 +66,7 @@ typedef struct EngageRecordFacts
 	EngageBytes id;				/* the event id, "<commit lsn>:<position>" */
 	EngageBytes lsn;			/* the change's LSN as text */
 	EngageBytes table;			/* "schema.table" as in the catalog (rows) */
+	Oid			relid;			/* the table (root of a partition); rows only */
 	EngageBytes topic;			/* the Kafka topic; absent when it has none */
 	EngageBytes key;			/* the Kafka key; absent when it has none */
 	const char *no_topic_reason;	/* why topic is absent, when it is (for a
@@ -90,11 +97,18 @@ extern const char *engage_table_topic(StringInfo buf, const char *prefix,
 extern const char *engage_message_topic(StringInfo buf, const char *prefix,
 										const char *topic, int len);
 
-/* emitauth.c: engage.emit() messages start with an authenticator (hex). */
+/*
+ * emitauth.c: the messages pg_engage writes start with an authenticator (hex)
+ * bound to their purpose.
+ */
 #define ENGAGE_EMIT_MAC_CHARS 64
+#define ENGAGE_MAC_EMIT "pg_engage emit v1"
+#define ENGAGE_MAC_WATERMARK "pg_engage watermark v1"
+#define ENGAGE_MAC_SCHEMA "pg_engage schema v1"
 
-extern void engage_emit_sign(StringInfo buf, TransactionId xid, const char *event, Size len);
-extern bool engage_emit_verify(TransactionId xid, const char *message, Size size);
+extern void engage_sign(StringInfo buf, const char *domain, TransactionId xid,
+						const char *event, Size len);
+extern bool engage_verify(const char *domain, TransactionId xid, const char *message, Size size);
 
 /* tablelist.c: the list of captured tables. */
 typedef struct EngageTableList

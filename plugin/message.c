@@ -191,7 +191,7 @@ engage_message_quarantine_reason(bool transactional, TransactionId xid,
 {
 	if (!transactional)
 		return "non-transactional message: it is decoded even when its transaction rolls back";
-	if (!engage_emit_verify(xid, message, size))
+	if (!engage_verify(ENGAGE_MAC_EMIT, xid, message, size))
 		return "not written by engage.emit() in the transaction that committed it";
 	return NULL;
 }

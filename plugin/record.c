@@ -121,6 +121,7 @@ engage_write_rel(StringInfo out, EngageRel *erel, EngageRecordFacts *facts)
 		appendStringInfoString(out, erel->partition);
 	facts->table.data = erel->qualname;
 	facts->table.len = strlen(erel->qualname);
+	facts->relid = erel->root;
 	if (erel->topic)
 	{
 		facts->topic.data = erel->topic;

@@ -276,6 +276,7 @@ build_rel(EngageRel *erel, Relation rel, const EngageOptions *opts)
 	erel->cxt = AllocSetContextCreate(CacheMemoryContext, "engage_decoder relation",
 									  ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(erel->cxt);
+	erel->root = root;
 	erel->captured = engage_table_list_matches(&opts->tables,
 											   get_namespace_name(get_rel_namespace(root)),
 											   get_rel_name(root));
