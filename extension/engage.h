@@ -9,6 +9,8 @@
  *	launcher.c		starts the shipper once its database exists, with backoff
  *	shipper.c		the worker: one long-lived decoding session into Kafka
  *	slotloss.c		the shipper's own record of its position; lost slots
+ *	snapshot.c		snapshots: chunks read by key, placed in the stream by watermarks
+ *	snapshotreq.c	snapshot requests and progress (engage_internal.snapshots)
  *	tracker.c		in-flight transactions and the position safe to confirm
  *	producer.c		everything that touches librdkafka
  *	status.c		shared status and engage.shipper_status()
@@ -28,6 +30,7 @@
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
+#include "utils/resowner.h"
 
 /* Settings (guc.c). */
 extern bool engage_enabled;
@@ -44,6 +47,9 @@ extern bool engage_wake_on_commit;
 extern int	engage_poison_policy;
 extern char *engage_dead_letter_topic;
 extern int	engage_on_slot_loss;
+extern int	engage_snapshot_mode;
+extern int	engage_snapshot_chunk_rows;
+extern int	engage_snapshot_rows_per_second;
 
 /* What to do with an event Kafka refuses for good. */
 typedef enum EngagePoisonPolicy
@@ -55,9 +61,17 @@ typedef enum EngagePoisonPolicy
 /* What to do when the shipper's slot was lost (engage.on_slot_loss). */
 typedef enum EngageSlotLossPolicy
 {
+	ENGAGE_SLOT_LOSS_RESNAPSHOT,	/* announce the gap, new slot, snapshot all */
 	ENGAGE_SLOT_LOSS_CONTINUE,	/* announce the gap, go on from a new slot */
 	ENGAGE_SLOT_LOSS_STOP		/* announce in the status, wait for the operator */
 } EngageSlotLossPolicy;
+
+/* Whether a new slot starts with a snapshot (engage.snapshot_mode). */
+typedef enum EngageSnapshotMode
+{
+	ENGAGE_SNAPSHOT_INITIAL,
+	ENGAGE_SNAPSHOT_NEVER
+} EngageSnapshotMode;
 
 extern void engage_define_settings(void);
 
@@ -122,6 +136,35 @@ extern void shipper_record_write(const char *slot, XLogRecPtr lsn);
 extern const char *slot_loss_check(const char *name, XLogRecPtr recorded, XLogRecPtr *from,
 								   bool *invalidated);
 extern void slot_drop_lost(const char *name);
+
+/* snapshotreq.c: snapshot requests and progress (engage_internal.snapshots). */
+typedef struct SnapshotRequest
+{
+	int64		id;
+	Oid			relid;
+	char	   *table;			/* its name when requested */
+	char	  **last_key;		/* key of the last row acknowledged; NULL: none */
+	int			nkeys;
+} SnapshotRequest;
+
+extern bool snapshot_table_exists(void);
+extern bool snapshot_captured_rows_exist(void);
+extern char *snapshot_request_all(const char *reason);
+extern bool snapshot_next_request(SnapshotRequest *req, MemoryContext cxt);
+extern char *snapshot_request_state(int64 id);
+extern void snapshot_mark_running(int64 id);
+extern void snapshot_record_progress(int64 id, char **last_key, int nkeys, int64 rows, bool done);
+extern void snapshot_record_failure(int64 id, const char *error);
+
+/* snapshot.c: snapshots read in chunks and placed in the stream. */
+extern void snapshot_session_start(void *plugin);
+extern void snapshot_session_end(void);
+extern void snapshot_step(XLogRecPtr acked, ResourceOwner owner);
+extern void snapshot_saw_begin(TransactionId xid);
+extern void snapshot_saw_row(const EngageRecordFacts *facts, TransactionId xid);
+extern bool snapshot_saw_watermark(const EngageRecordFacts *facts);
+extern bool snapshot_next_read(StringInfo out, EngageRecordFacts *facts);
+extern void snapshot_saw_commit(XLogRecPtr end_lsn);
 
 /* launcher.c */
 extern void engage_register_launcher(void);

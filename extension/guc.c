@@ -8,6 +8,8 @@
  */
 #include "engage.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 bool		engage_enabled = true;
@@ -23,7 +25,10 @@ int			engage_shutdown_timeout_ms = 10000;
 bool		engage_wake_on_commit = true;
 int			engage_poison_policy = ENGAGE_POISON_STOP;
 char	   *engage_dead_letter_topic = NULL;
-int			engage_on_slot_loss = ENGAGE_SLOT_LOSS_CONTINUE;
+int			engage_on_slot_loss = ENGAGE_SLOT_LOSS_RESNAPSHOT;
+int			engage_snapshot_mode = ENGAGE_SNAPSHOT_INITIAL;
+int			engage_snapshot_chunk_rows = 10000;
+int			engage_snapshot_rows_per_second = 0;
 
 static const struct config_enum_entry poison_options[] = {
 	{"stop", ENGAGE_POISON_STOP, false},
@@ -32,8 +37,15 @@ static const struct config_enum_entry poison_options[] = {
 };
 
 static const struct config_enum_entry slot_loss_options[] = {
+	{"resnapshot", ENGAGE_SLOT_LOSS_RESNAPSHOT, false},
 	{"continue", ENGAGE_SLOT_LOSS_CONTINUE, false},
 	{"stop", ENGAGE_SLOT_LOSS_STOP, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry snapshot_mode_options[] = {
+	{"initial", ENGAGE_SNAPSHOT_INITIAL, false},
+	{"never", ENGAGE_SNAPSHOT_NEVER, false},
 	{NULL, 0, false}
 };
 
@@ -159,9 +171,21 @@ engage_define_settings(void)
 							 NULL, &engage_poison_policy, ENGAGE_POISON_STOP, poison_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("engage.on_slot_loss",
-							 gettext_noop("What to do when the shipper's slot was lost: continue (announce the gap) or stop."),
-							 NULL, &engage_on_slot_loss, ENGAGE_SLOT_LOSS_CONTINUE, slot_loss_options,
+							 gettext_noop("What to do when the shipper's slot was lost: resnapshot, continue (announce the gap only) or stop."),
+							 NULL, &engage_on_slot_loss, ENGAGE_SLOT_LOSS_RESNAPSHOT, slot_loss_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("engage.snapshot_mode",
+							 gettext_noop("Whether a new slot starts with a snapshot of every captured table: initial or never."),
+							 NULL, &engage_snapshot_mode, ENGAGE_SNAPSHOT_INITIAL, snapshot_mode_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("engage.snapshot_chunk_rows",
+							gettext_noop("Rows a snapshot reads per chunk (one short transaction each)."),
+							NULL, &engage_snapshot_chunk_rows, 10000, 1, 1000000, PGC_SIGHUP,
+							0, NULL, NULL, NULL);
+	DefineCustomIntVariable("engage.snapshot_rows_per_second",
+							gettext_noop("Upper bound on the rows snapshots read per second; 0: no bound."),
+							NULL, &engage_snapshot_rows_per_second, 0, 0, INT_MAX, PGC_SIGHUP,
+							0, NULL, NULL, NULL);
 	DefineCustomIntVariable("engage.poll_interval",
 							gettext_noop("How long the shipper sleeps when it has read all WAL."),
 							NULL, &engage_poll_interval_ms, 10, 1, 10000, PGC_SIGHUP,

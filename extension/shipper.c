@@ -64,6 +64,7 @@ static TimestampTz last_slot_save = 0;
 static char *session_settings = NULL;
 static char *connected_db = NULL;
 static EngageShipperState shown_state = SHIPPER_STARTING;
+static StringInfo read_buf = NULL;	/* snapshot read records, in session_cxt */
 
 /* A string naming every setting a session depends on, to notice changes. */
 static char *
@@ -187,12 +188,35 @@ serve_producer(int timeout_ms)
 }
 
 /*
+ * Before a new slot is created: requests the snapshot it starts with, if
+ * any (engage.snapshot_mode for a first slot, engage.on_slot_loss for one
+ * replacing a lost slot), so that a crash in between cannot leave a new slot
+ * without it.  False (reported) when it cannot be requested.
+ */
+static bool
+request_new_slot_snapshot(const char *lost)
+{
+	const char *reason = lost ? "slot loss" : "initial";
+	char	   *problem;
+
+	if (lost ? engage_on_slot_loss != ENGAGE_SLOT_LOSS_RESNAPSHOT :
+		engage_snapshot_mode != ENGAGE_SNAPSHOT_INITIAL)
+		return true;
+	problem = snapshot_request_all(reason);
+	CurrentResourceOwner = shipper_owner;
+	if (problem == NULL)
+		return true;
+	report(SHIPPER_STOPPED_ON_ERROR, problem);
+	return false;
+}
+
+/*
  * Creates the slot with engage_decoder if it does not exist yet.  Through
  * the C API, as pg_create_logical_replication_slot() does: no SQL runs, so
  * nothing a role can put on a search_path is ever called.
  */
-static void
-ensure_slot(void)
+static bool
+ensure_slot(const char *lost)
 {
 	ReplicationSlot *slot;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -202,7 +226,9 @@ ensure_slot(void)
 	slot = SearchNamedReplicationSlot(engage_slot_name, false);
 	LWLockRelease(ReplicationSlotControlLock);
 	if (slot != NULL)
-		return;
+		return true;
+	if (!request_new_slot_snapshot(lost))
+		return false;
 	ereport(LOG, (errmsg("pg_engage shipper: creating replication slot \"%s\"", engage_slot_name)));
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -221,6 +247,7 @@ ensure_slot(void)
 	CommitTransactionCommand();
 	CurrentResourceOwner = shipper_owner;
 	MemoryContextSwitchTo(cxt);
+	return true;
 }
 
 /* Refuses an engage_decoder built from another release than this library. */
@@ -327,6 +354,19 @@ quarantine(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
 		send_event(facts, record, lsn);
 }
 
+/*
+ * Sends the read records of the snapshot chunk whose watermark is being
+ * handled, in the watermark's transaction (snapshot.c).
+ */
+static void
+send_snapshot_reads(XLogRecPtr lsn)
+{
+	EngageRecordFacts facts;
+
+	while (snapshot_next_read(read_buf, &facts))
+		send_event(&facts, read_buf, lsn);
+}
+
 /* Output plugin callback before a record: start it empty. */
 static void
 shipper_prepare_write(LogicalDecodingContext *lctx, XLogRecPtr lsn,
@@ -347,17 +387,24 @@ shipper_write(LogicalDecodingContext *lctx, XLogRecPtr lsn, TransactionId xid,
 		case ENGAGE_RECORD_BEGIN:
 			current_txn = tracker_begin();
 			in_txn = true;
+			snapshot_saw_begin(xid);
 			break;
 		case ENGAGE_RECORD_COMMIT:
 			tracker_commit(current_txn, facts->end_lsn);
 			in_txn = false;
+			snapshot_saw_commit(facts->end_lsn);
 			break;
 		case ENGAGE_RECORD_ROW:
+			snapshot_saw_row(facts, xid);
+			send_event(facts, lctx->out, lsn);
+			break;
 		case ENGAGE_RECORD_MESSAGE:
 		case ENGAGE_RECORD_SCHEMA:
 			send_event(facts, lctx->out, lsn);
 			break;
 		case ENGAGE_RECORD_WATERMARK:
+			if (snapshot_saw_watermark(facts))
+				send_snapshot_reads(lsn);
 			break;
 		case ENGAGE_RECORD_QUARANTINE:
 			quarantine(facts, lctx->out, lsn);
@@ -384,11 +431,15 @@ decoding_options(void)
 					  makeDefElem("max_record_bytes", (Node *) makeString(psprintf("%d", Max(max, 1024))), -1));
 }
 
-/* Acquires the shipper's slot (created if missing) and checks its plugin. */
-static void
-acquire_slot(void)
+/*
+ * Acquires the shipper's slot (created if missing, after lost) and checks its
+ * plugin; false (reported) when a new slot's snapshot cannot be requested.
+ */
+static bool
+acquire_slot(const char *lost)
 {
-	ensure_slot();
+	if (!ensure_slot(lost))
+		return false;
 	ReplicationSlotAcquire(engage_slot_name, true);
 	if (strcmp(NameStr(MyReplicationSlot->data.plugin), "engage_decoder") != 0)
 		ereport(ERROR,
@@ -396,6 +447,7 @@ acquire_slot(void)
 				 errmsg("replication slot \"%s\" uses output plugin \"%s\", not engage_decoder",
 						engage_slot_name, NameStr(MyReplicationSlot->data.plugin)),
 				 errhint("Drop the slot or set engage.slot_name to another name.")));
+	return true;
 }
 
 /*
@@ -419,7 +471,7 @@ detect_slot_loss(XLogRecPtr *from)
 	{
 		report(SHIPPER_SLOT_LOST,
 			   psprintf("replication slot \"%s\" lost the events from %X/%X on: %s; "
-						"set engage.on_slot_loss = continue and reload to announce the gap and go on",
+						"set engage.on_slot_loss = resnapshot (or continue) and reload to announce the gap and go on",
 						engage_slot_name, LSN_FORMAT_ARGS(*from), why));
 		slot_lost_stop = true;
 	}
@@ -561,13 +613,19 @@ session_start(void)
 		MemoryContextSwitchTo(old);
 		return false;
 	}
-	acquire_slot();
+	if (!acquire_slot(lost))
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
 	ctx = CreateDecodingContext(InvalidXLogRecPtr, decoding_options(), false,
 								XL_ROUTINE(.page_read = read_local_xlog_page,
 										   .segment_open = wal_segment_open,
 										   .segment_close = wal_segment_close),
 								shipper_prepare_write, shipper_write, NULL);
 	check_handoff(ctx);
+	read_buf = makeStringInfo();
+	snapshot_session_start(ctx->output_plugin_private);
 	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
 	InvalidateSystemCaches();
 	CurrentResourceOwner = shipper_owner;
@@ -740,6 +798,7 @@ session_loop(MemoryContext loop_cxt)
 		}
 		confirm_progress(false);
 		publish_progress();
+		snapshot_step(acked, shipper_owner);
 		if (n > 0)
 			continue;
 		if (tracker_pending_events() > 0)
@@ -768,6 +827,8 @@ session_end(bool flush)
 		publish_progress();
 	}
 	producer_stop();
+	snapshot_session_end();
+	read_buf = NULL;
 	if (ctx != NULL)
 	{
 		FreeDecodingContext(ctx);

@@ -33,6 +33,7 @@ engage_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_in
 	state->handoff.version = ENGAGE_HANDOFF_VERSION;
 	state->change_cxt = AllocSetContextCreate(ctx->context, "engage_decoder change",
 											  ALLOCSET_DEFAULT_SIZES);
+	engage_snapshot_calls_init(&state->handoff.snapshot);
 	engage_parse_options(ctx->output_plugin_options, &state->opts);
 	engage_relcache_init();
 	ctx->output_plugin_private = state;
@@ -113,7 +114,7 @@ engage_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr com
  * The bytes of a row's values as stored, uncompressed: a floor of their JSON
  * size.  Unchanged TOASTed values are not in WAL and not written: not counted.
  */
-static Size
+Size
 row_raw_size(EngageRow *row, TupleDesc desc)
 {
 	Size		size = 0;
@@ -137,7 +138,7 @@ row_raw_size(EngageRow *row, TupleDesc desc)
  * out->data[values_at] on) dropped, ,"oversized_bytes":<size> instead, and no
  * topic, with the reason, so the shipper dead-letters it or stops.
  */
-static void
+void
 write_oversized(EngageState *state, StringInfo out, int values_at, Size size)
 {
 	EngageRecordFacts *facts = &state->handoff.facts;
@@ -262,6 +263,37 @@ engage_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 }
 
 /*
+ * Writes the record of a snapshot watermark the shipper wrote: op
+ * "watermark" and its content, never shipped and not counted among the
+ * transaction's events.  While the shipper handles it, it may have read
+ * records written at its place (snapshotrow.c).
+ */
+static void
+write_watermark(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn,
+				XLogRecPtr lsn, const char *message, Size size)
+{
+	EngageState *state = ctx->output_plugin_private;
+	MemoryContext old = MemoryContextSwitchTo(state->change_cxt);
+	const char *content = message + ENGAGE_EMIT_MAC_CHARS;
+	int			len = size - ENGAGE_EMIT_MAC_CHARS;
+
+	write_begin_once(ctx, txn, etxn);
+	engage_open_record(ctx, etxn, lsn, txn->xid, ENGAGE_RECORD_WATERMARK, "watermark");
+	appendBinaryStringInfo(ctx->out, ",\"watermark\":", 13);
+	engage_json_one_line(ctx->out, content, len);
+	state->handoff.facts.content.data = content;
+	state->handoff.facts.content.len = len;
+	state->wm_txn = etxn;
+	state->wm_lsn = lsn;
+	state->wm_xid = txn->xid;
+	engage_close_record(ctx, etxn);
+	state->wm_txn = NULL;
+	etxn->events--;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->change_cxt);
+}
+
+/*
  * Writes a record for a logical message with the engage prefix: an event
  * when engage.emit() wrote it, else a quarantine record (message.c).
  */
@@ -287,18 +319,32 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		untied.ts_len = 4;
 	}
 	etxn->position++;
-	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) != 0)
+	if (strcmp(prefix, ENGAGE_WATERMARK_PREFIX) == 0 && transactional &&
+		engage_verify(ENGAGE_MAC_WATERMARK, xid, message, size))
+	{
+		write_watermark(ctx, txn, etxn, lsn, message, size);
+		return;
+	}
+	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) != 0 && strcmp(prefix, ENGAGE_WATERMARK_PREFIX) != 0)
 		return;
 	old = MemoryContextSwitchTo(state->change_cxt);
 	if (transactional)
 		write_begin_once(ctx, txn, etxn);
-	reason = engage_message_quarantine_reason(transactional, xid, message, size);
+	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) == 0)
+		reason = engage_message_quarantine_reason(transactional, xid, message, size);
+	else
+		reason = "a watermark not written by the pg_engage shipper";
 	engage_open_record(ctx, etxn, lsn, xid,
 					   reason ? ENGAGE_RECORD_QUARANTINE : ENGAGE_RECORD_MESSAGE,
 					   reason ? "quarantine" : "message");
 	state->handoff.facts.transactional = transactional;
 	if (!transactional)
 		appendBinaryStringInfo(ctx->out, ",\"transactional\":false", 22);
+	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) != 0)
+	{
+		appendBinaryStringInfo(ctx->out, ",\"prefix\":", 10);
+		engage_json_string(ctx->out, prefix, strlen(prefix));
+	}
 	if (reason)
 	{
 		state->handoff.facts.no_topic_reason = reason;

@@ -9,6 +9,7 @@
  *	relinfo.c			per-relation cache of columns, types, keys and topic
  *	record.c			a record's opening and closing, tuples and keys as JSON
  *	message.c			the body of message records
+ *	snapshotrow.c		read records of the shipper's snapshots
  *	jsonvalue.c			one datum as a JSON value
  *	topicname.c, tablelist.c	rules shared with pg_engage (engage_handoff.h)
  */
@@ -88,6 +89,7 @@ typedef struct EngageRel
 	EngageColumn *cols;
 	int			nkeys;			/* 0 when the table has no usable key */
 	int		   *keys;			/* indexes into cols */
+	TupleDesc	desc;			/* engage_rel_build() only: the relation's */
 } EngageRel;
 
 /* Options given with the slot's get_changes call or replication command. */
@@ -116,10 +118,14 @@ typedef struct EngageState
 	int			lsn_off;		/* ... and its change LSN */
 	int			key_off;		/* ... and its key object, or -1 */
 	int			key_len;
+	struct EngageTxn *wm_txn;	/* while a watermark is written: its transaction */
+	XLogRecPtr	wm_lsn;			/* ... its LSN */
+	TransactionId wm_xid;		/* ... and its transaction id */
 } EngageState;
 
 /* Per-transaction state, in txn->output_plugin_private. */
-typedef struct EngageTxn
+typedef struct EngageTxn EngageTxn;
+struct EngageTxn
 {
 	uint32		position;		/* changes seen so far, captured or not */
 	uint32		events;			/* records written */
@@ -128,7 +134,7 @@ typedef struct EngageTxn
 	int			commit_lsn_len;
 	char		ts[MAXDATELEN + 3]; /* commit time as a JSON string */
 	int			ts_len;
-} EngageTxn;
+};
 
 /* One decoded tuple: its values and nulls by attribute number - 1. */
 typedef struct EngageRow
@@ -145,6 +151,8 @@ extern void engage_parse_options(List *defels, EngageOptions *opts);
 extern void engage_relcache_init(void);
 extern void engage_relcache_reset(void);
 extern EngageRel *engage_rel_get(Relation rel, const EngageOptions *opts);
+extern EngageRel *engage_rel_build(Relation rel, const EngageOptions *opts);
+extern void engage_rel_free(EngageRel *erel);
 
 /* record.c */
 extern void engage_reset_facts(EngageState *state, EngageRecordKind kind, const char *op);
@@ -159,6 +167,15 @@ extern int	engage_write_row(StringInfo out, const char *field,
 extern void engage_write_key(EngageState *state, StringInfo out, EngageRel *erel,
 							 EngageRow *newrow, EngageRow *oldrow);
 extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
+extern void engage_write_read_record(EngageState *state, StringInfo out, const char *body,
+									 int len, EngageRecordFacts *facts);
+
+/* engage_decoder.c */
+extern Size row_raw_size(EngageRow *row, TupleDesc desc);
+extern void write_oversized(EngageState *state, StringInfo out, int values_at, Size size);
+
+/* snapshotrow.c */
+extern void engage_snapshot_calls_init(EngageSnapshotCalls *calls);
 
 /* message.c */
 extern const char *engage_message_quarantine_reason(bool transactional, TransactionId xid,

@@ -73,7 +73,34 @@ typedef struct EngageRecordFacts
 									 * quarantined message: why it is one) */
 	bool		transactional;	/* false only for non-transactional messages */
 	XLogRecPtr	end_lsn;		/* commit records: end of the commit record */
+	EngageBytes content;		/* watermark records: what the shipper wrote */
 } EngageRecordFacts;
+
+struct RelationData;
+struct HeapTupleData;
+
+/*
+ * What the plugin does for the shipper's snapshots (shipper's snapshot.c),
+ * called with the plugin's private state: the plugin alone writes records.
+ *	open_rel	prepares rows of a relation read now (the current catalog);
+ *				NULL when the relation is not captured
+ *	write_row	writes the body of a row's read record (from ,"table" on) to
+ *				out and its facts (table, topic, key; no id yet)
+ *	close_rel	frees what open_rel made
+ *	write_read	only while the shipper handles a watermark record: writes a
+ *				whole read record with that body at the watermark's place in
+ *				the stream (the next position of its transaction); sets the
+ *				id and lsn of facts
+ */
+typedef struct EngageSnapshotCalls
+{
+	void	   *(*open_rel) (void *plugin, struct RelationData *rel);
+	void		(*write_row) (void *plugin, void *rel, struct HeapTupleData *tuple,
+							  StringInfo out, EngageRecordFacts *facts);
+	void		(*close_rel) (void *plugin, void *rel);
+	void		(*write_read) (void *plugin, StringInfo out, const char *body, int len,
+							   EngageRecordFacts *facts);
+} EngageSnapshotCalls;
 
 /* The first member of the plugin's private state. */
 typedef struct EngageHandoff
@@ -81,6 +108,7 @@ typedef struct EngageHandoff
 	uint32		magic;
 	uint32		version;
 	EngageRecordFacts facts;
+	EngageSnapshotCalls snapshot;
 } EngageHandoff;
 
 /* topicname.c: Kafka's rule for topic names, and the names of our topics. */

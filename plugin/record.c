@@ -276,3 +276,30 @@ engage_write_key(EngageState *state, StringInfo out, EngageRel *erel,
 	state->key_off = out->len + 6;	/* after ,"pk": */
 	state->key_len = engage_write_row(out, "pk", erel, row, true) - state->key_off;
 }
+
+/*
+ * Writes a read record of a snapshot at the place of the watermark being
+ * written (state->wm_txn): the next position of the watermark's transaction,
+ * its LSN and time, op "read", then body.  Sets the id and lsn of facts,
+ * leaving the facts of the watermark record as they are.
+ */
+void
+engage_write_read_record(EngageState *state, StringInfo out, const char *body, int len,
+						 EngageRecordFacts *facts)
+{
+	EngageRecordFacts watermark = state->handoff.facts;
+	EngageTxn  *etxn = state->wm_txn;
+
+	if (etxn == NULL)
+		elog(ERROR, "engage_decoder: a read record can only be written at a watermark");
+	etxn->position++;
+	write_header(state, out, etxn, state->wm_lsn, state->wm_xid, "read");
+	facts->id.len = state->handoff.facts.id.len;
+	facts->lsn.len = state->handoff.facts.lsn.len;
+	state->handoff.facts = watermark;
+	appendBinaryStringInfo(out, body, len);
+	appendStringInfoCharMacro(out, '}');
+	facts->id.data = out->data + state->id_off;
+	facts->lsn.data = out->data + state->lsn_off;
+	etxn->events++;
+}

@@ -312,3 +312,27 @@ engage_rel_get(Relation rel, const EngageOptions *opts)
 		build_rel(erel, rel, opts);
 	return erel;
 }
+
+/*
+ * Builds an entry for rel outside the cache, from the catalog as it is now
+ * (for a snapshot's rows); free it with engage_rel_free().
+ */
+EngageRel *
+engage_rel_build(Relation rel, const EngageOptions *opts)
+{
+	EngageRel  *erel = palloc0(sizeof(EngageRel));
+
+	erel->relid = RelationGetRelid(rel);
+	build_rel(erel, rel, opts);
+	erel->desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	return erel;
+}
+
+/* Frees an entry made by engage_rel_build(). */
+void
+engage_rel_free(EngageRel *erel)
+{
+	MemoryContextDelete(erel->cxt);
+	FreeTupleDesc(erel->desc);
+	pfree(erel);
+}

@@ -81,8 +81,11 @@ GRANT EXECUTE ON FUNCTION engage.build_campaign_audience(bigint, bigint),
                           engage.emit(text, text, jsonb)
     TO engage_writer;
 
--- engage_monitor: the shipper's status.  The view calls the function with the
--- reader's rights, so both are granted.
+-- engage_monitor: the shipper's status and its snapshots.  The view engage.shipper
+-- calls the function with the reader's rights, so both are granted.
+-- Requesting or cancelling a snapshot (engage.snapshot(), engage.cancel_snapshot())
+-- loads the source and Kafka: the owner's, granted by the DBA.
 GRANT USAGE ON SCHEMA engage TO engage_monitor;
 GRANT SELECT ON engage.shipper TO engage_monitor;
 GRANT EXECUTE ON FUNCTION engage.shipper_status() TO engage_monitor;
+GRANT SELECT ON engage.snapshots TO engage_monitor;
