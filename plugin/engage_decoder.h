@@ -8,6 +8,7 @@
  *	options.c			plugin options
  *	relinfo.c			per-relation cache of columns, types, keys and topic
  *	record.c			a record's opening and closing, tuples and keys as JSON
+ *	keychange.c			updates that change the key: a delete and an insert
  *	message.c			the body of message records
  *	jsonvalue.c			one datum as a JSON value
  *	topicname.c, tablelist.c	rules shared with pg_engage (engage_handoff.h)
@@ -88,6 +89,8 @@ typedef struct EngageRel
 	EngageColumn *cols;
 	int			nkeys;			/* 0 when the table has no usable key */
 	int		   *keys;			/* indexes into cols */
+	int			nkeyatts;		/* the key's columns, also of tables not */
+	AttrNumber *keyatts;		/* captured (key changes take two positions) */
 } EngageRel;
 
 /* Options given with the slot's get_changes call or replication command. */
@@ -159,6 +162,17 @@ extern int	engage_write_row(StringInfo out, const char *field,
 extern void engage_write_key(EngageState *state, StringInfo out, EngageRel *erel,
 							 EngageRow *newrow, EngageRow *oldrow);
 extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
+
+/* engage_decoder.c */
+extern void engage_write_values(EngageState *state, StringInfo out, EngageRel *erel,
+								TupleDesc desc, EngageRow *newrow, EngageRow *oldrow,
+								bool full, bool is_delete);
+
+/* keychange.c */
+extern bool engage_key_changed(EngageRel *erel, Relation rel, ReorderBufferChange *change);
+extern void engage_write_key_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+									EngageTxn *etxn, EngageRel *erel, Relation rel,
+									ReorderBufferChange *change);
 
 /* message.c */
 extern const char *engage_message_quarantine_reason(bool transactional, TransactionId xid,
