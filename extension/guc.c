@@ -24,6 +24,7 @@ bool		engage_wake_on_commit = true;
 int			engage_poison_policy = ENGAGE_POISON_STOP;
 char	   *engage_dead_letter_topic = NULL;
 int			engage_on_slot_loss = ENGAGE_SLOT_LOSS_CONTINUE;
+bool		engage_tombstones = false;
 
 static const struct config_enum_entry poison_options[] = {
 	{"stop", ENGAGE_POISON_STOP, false},
@@ -173,5 +174,8 @@ engage_define_settings(void)
 	DefineCustomBoolVariable("engage.wake_on_commit",
 							 gettext_noop("Committing backends wake the shipper instead of letting it wait for its next poll."),
 							 NULL, &engage_wake_on_commit, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("engage.tombstones",
+							 gettext_noop("After each delete with a key, sends a message with that key and a null value, for compacted topics."),
+							 NULL, &engage_tombstones, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("engage");
 }
