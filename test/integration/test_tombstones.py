@@ -171,3 +171,29 @@ def test_compacted_and_id_rebuilds_equal_database(tables, cluster, broker, prefi
     toast_moves = [e.record for e in events if e.topic == f"{prefix}.tomb_toast" and not e.tombstone
                    and e.record["op"] == "insert" and e.record.get("key_changed")]
     assert toast_moves and all(r.get("unchanged_toast") == ["big"] for r in toast_moves)
+
+
+def test_truncate_on_compacted_topic_is_refused(tables, cluster, broker, prefix):
+    """A compacted topic takes no message without a key: Kafka refuses a TRUNCATE record (it has
+    none) for good, and with it the records sent in the same batch; here all are dead-lettered,
+    nothing is lost, and shipping goes on (README, "Compacted topics")."""
+    broker.create_topic(f"{prefix}.tomb", 1, {"cleanup.policy": "compact"})
+    cluster.restart_session(poison_policy="dead_letter")
+    try:
+        with cluster.connect() as conn:
+            conn.execute("INSERT INTO engage.tomb VALUES (1, 1, 'before')")
+            conn.execute("TRUNCATE engage.tomb")
+            conn.execute("INSERT INTO engage.tomb VALUES (2, 1, 'after')")
+        cluster.wait_shipped(timeout=60)
+        letters = [e for e in broker.read(["engage-dead_letter"])
+                   if e.headers.get("engage.topic") == f"{prefix}.tomb"]
+        cluster.query("INSERT INTO engage.tomb VALUES (3, 1, 'later')")
+        cluster.wait_shipped(timeout=60)
+    finally:
+        cluster.restart_session(poison_policy=None)
+    assert "truncate" in [e.record["op"] for e in letters], [e.headers for e in letters]
+    assert all(e.headers["engage.reason"] == "Broker: Broker failed to validate record" for e in letters)
+    shipped = [e.record for e in table_events(broker, prefix, "tomb")]
+    inserts = [r["new"]["v"] for r in shipped + [e.record for e in letters] if r["op"] == "insert"]
+    assert sorted(inserts) == ["after", "before", "later"]
+    assert shipped[-1]["new"]["v"] == "later"
