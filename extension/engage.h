@@ -50,6 +50,7 @@ extern int	engage_on_slot_loss;
 extern int	engage_snapshot_mode;
 extern int	engage_snapshot_chunk_rows;
 extern int	engage_snapshot_rows_per_second;
+extern bool engage_tombstones;
 
 /* What to do with an event Kafka refuses for good. */
 typedef enum EngagePoisonPolicy
@@ -189,13 +190,16 @@ extern void engage_forget_credentials(List *items);
 
 /* producer.c: the only file that touches librdkafka. */
 
-/* One event for Kafka; the bytes are copied by producer_send(). */
+/*
+ * One event for Kafka; the bytes are copied by producer_send().  A value
+ * whose data is NULL is Kafka's null value (a tombstone), not an empty one.
+ */
 typedef struct EngageMessage
 {
 	EngageBytes topic;			/* absent: goes to the dead-letter topic or fails */
 	const char *no_topic_reason;
 	EngageBytes key;
-	EngageBytes value;
+	EngageBytes value;			/* data NULL: a null value */
 	EngageBytes id;				/* headers */
 	const char *op;
 	EngageBytes table;

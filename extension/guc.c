@@ -29,6 +29,7 @@ int			engage_on_slot_loss = ENGAGE_SLOT_LOSS_RESNAPSHOT;
 int			engage_snapshot_mode = ENGAGE_SNAPSHOT_INITIAL;
 int			engage_snapshot_chunk_rows = 10000;
 int			engage_snapshot_rows_per_second = 0;
+bool		engage_tombstones = false;
 
 static const struct config_enum_entry poison_options[] = {
 	{"stop", ENGAGE_POISON_STOP, false},
@@ -197,5 +198,8 @@ engage_define_settings(void)
 	DefineCustomBoolVariable("engage.wake_on_commit",
 							 gettext_noop("Committing backends wake the shipper instead of letting it wait for its next poll."),
 							 NULL, &engage_wake_on_commit, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("engage.tombstones",
+							 gettext_noop("After each delete with a key, sends a message with that key and a null value, for compacted topics."),
+							 NULL, &engage_tombstones, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("engage");
 }

@@ -18,6 +18,10 @@
  * existing topic, no right to create it, automatic creation off), and the
  * refusal then names that cause.  Error texts carry an event's id, topic and
  * the reason, never its key or value.
+ *
+ * A message without value data (a tombstone) is sent with Kafka's null
+ * value, which an empty value is not; refused, it is a dead letter with a
+ * null value too (it has no value that could make it too large).
  */
 #include "engage.h"
 
@@ -766,7 +770,10 @@ producer_stop(void)
 	nacks = 0;
 }
 
-/* Hands one message for the topic of entry to librdkafka; never waits. */
+/*
+ * Hands one message for the topic of entry to librdkafka; never waits.
+ * payload NULL is the null value (librdkafka copies a non-NULL one, even empty).
+ */
 static rd_kafka_resp_err_t
 produce(TopicEntry *entry, const void *key, size_t keylen,
 		const void *payload, size_t len, rd_kafka_headers_t *headers, uint64 txn)

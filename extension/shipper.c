@@ -70,10 +70,11 @@ static StringInfo read_buf = NULL;	/* snapshot read records, in session_cxt */
 static char *
 settings_fingerprint(void)
 {
-	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d|%d", engage_enabled, engage_brokers,
+	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d|%d|%d", engage_enabled, engage_brokers,
 					engage_database, engage_slot_name, engage_topic_prefix,
 					engage_tables, engage_kafka_properties, engage_kafka_credentials_file,
-					engage_dead_letter_topic, engage_poison_policy, engage_on_slot_loss);
+					engage_dead_letter_topic, engage_poison_policy, engage_on_slot_loss,
+					engage_tombstones);
 }
 
 /*
@@ -280,6 +281,34 @@ wait_for_room(void)
 	}
 }
 
+/*
+ * Under engage.tombstones, after a delete with a key (also the delete of a
+ * key change): a message with the same topic and key and a null value, so
+ * that a compacted topic drops the row.  Tracked in the delete's
+ * transaction, so its commit is confirmed only once Kafka took both.  A
+ * delete without a topic (dead-lettered, or oversized) gets none.
+ */
+static void
+send_tombstone(const EngageRecordFacts *facts, uint64 txn)
+{
+	char	   *id;
+	EngageMessage msg;
+
+	if (!engage_tombstones || facts->kind != ENGAGE_RECORD_ROW || strcmp(facts->op, "delete") != 0 ||
+		facts->key.data == NULL || facts->key.len == 0 || facts->topic.data == NULL)
+		return;
+	id = psprintf("%.*s:tombstone", facts->id.len, facts->id.data);
+	msg = (EngageMessage) {
+		.topic = facts->topic, .key = facts->key, .value = {NULL, 0},
+		.id = {id, strlen(id)}, .op = "tombstone", .table = facts->table,
+		.lsn = facts->lsn, .txn = txn
+	};
+	tracker_add(txn);
+	while (producer_send(&msg) == SEND_QUEUE_FULL)
+		wait_for_room();
+	pfree(id);
+}
+
 /* Hands one event record to the producer, tracked in its transaction. */
 static void
 send_event(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
@@ -300,6 +329,7 @@ send_event(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
 	tracker_add(txn);
 	while (producer_send(&msg) == SEND_QUEUE_FULL)
 		wait_for_room();
+	send_tombstone(facts, txn);
 	if (!in_txn)
 		tracker_commit(txn, lsn);
 }

@@ -7,9 +7,10 @@
  * records with op "message".  A record's id is the commit LSN of its
  * transaction and the change's 1-based position in it, so decoding the same
  * WAL again gives the same ids.  Positions count every change of the
- * transaction, captured or not, so the table filter does not change ids.
- * Next to each record's text the plugin sets the facts an in-process consumer
- * routes on (engage_handoff.h).
+ * transaction, captured or not, so the table filter does not change ids; an
+ * update that changes the row's key is written as a delete and an insert and
+ * takes two positions (keychange.c).  Next to each record's text the plugin
+ * sets the facts an in-process consumer routes on (engage_handoff.h).
  */
 #include "engage_decoder.h"
 
@@ -154,6 +155,36 @@ write_oversized(EngageState *state, StringInfo out, int values_at, Size size)
 									  state->opts.max_record_bytes);
 }
 
+/*
+ * Writes the values of a row record after its key: ,"new":{...} (newrow, if
+ * any) and ,"old":{...} (oldrow: the whole row when full, else its key), or
+ * ,"old":null for a delete without old values; or, when they would make the
+ * record larger than max_record_bytes, only ,"oversized_bytes":<size>.
+ */
+void
+engage_write_values(EngageState *state, StringInfo out, EngageRel *erel, TupleDesc desc,
+					EngageRow *newrow, EngageRow *oldrow, bool full, bool is_delete)
+{
+	int			values_at = out->len;
+	Size		raw;
+
+	raw = (newrow ? row_raw_size(newrow, desc) : 0) + (oldrow ? row_raw_size(oldrow, desc) : 0);
+	if (raw > (Size) state->opts.max_record_bytes)
+	{
+		write_oversized(state, out, values_at, raw);
+		return;
+	}
+	if (newrow)
+		engage_write_row(out, "new", erel, newrow, false);
+	if (oldrow)
+		engage_write_row(out, "old", erel, oldrow, !full);
+	else if (is_delete)
+		appendBinaryStringInfo(out, ",\"old\":null", 11);
+	/* Escaping can make the text larger than the values. */
+	if (out->len + 1 > state->opts.max_record_bytes)
+		write_oversized(state, out, values_at, out->len + 1);
+}
+
 /* Writes the body of an insert, update or delete record after the header. */
 static void
 write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation rel,
@@ -165,8 +196,6 @@ write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation 
 	HeapTuple	oldtup = change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL;
 	EngageRow	newrow;
 	EngageRow	oldrow;
-	int			values_at;
-	Size		raw;
 
 	engage_write_rel(out, erel, &state->handoff.facts);
 	if (newtup)
@@ -174,22 +203,8 @@ write_change_body(EngageState *state, StringInfo out, EngageRel *erel, Relation 
 	if (oldtup)
 		engage_deform_row(&oldrow, desc, oldtup);
 	engage_write_key(state, out, erel, newtup ? &newrow : NULL, oldtup ? &oldrow : NULL);
-	values_at = out->len;
-	raw = (newtup ? row_raw_size(&newrow, desc) : 0) + (oldtup ? row_raw_size(&oldrow, desc) : 0);
-	if (raw > (Size) state->opts.max_record_bytes)
-	{
-		write_oversized(state, out, values_at, raw);
-		return;
-	}
-	if (newtup)
-		engage_write_row(out, "new", erel, &newrow, false);
-	if (oldtup)
-		engage_write_row(out, "old", erel, &oldrow, !full);
-	else if (change->action == REORDER_BUFFER_CHANGE_DELETE)
-		appendBinaryStringInfo(out, ",\"old\":null", 11);
-	/* Escaping can make the text larger than the values. */
-	if (out->len + 1 > state->opts.max_record_bytes)
-		write_oversized(state, out, values_at, out->len + 1);
+	engage_write_values(state, out, erel, desc, newtup ? &newrow : NULL, oldtup ? &oldrow : NULL,
+						full, change->action == REORDER_BUFFER_CHANGE_DELETE);
 }
 
 /* The op name of a row change. */
@@ -210,7 +225,12 @@ change_op(ReorderBufferChange *change)
 	return NULL;
 }
 
-/* Writes one record for a row change of a captured table. */
+/*
+ * Writes the record of a row change of a captured table: one, or two for an
+ * update that changes the key (keychange.c).  Such an update takes two
+ * positions also when its table is not captured, so the filter does not
+ * change ids.
+ */
 static void
 engage_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			  Relation rel, ReorderBufferChange *change)
@@ -219,16 +239,26 @@ engage_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	EngageTxn  *etxn = txn->output_plugin_private;
 	EngageRel  *erel;
 	MemoryContext old;
+	bool		key_changed;
 
 	etxn->position++;
 	erel = engage_rel_get(rel, &state->opts);
-	if (!erel->captured)
-		return;
 	old = MemoryContextSwitchTo(state->change_cxt);
-	write_begin_once(ctx, txn, etxn);
-	engage_open_record(ctx, etxn, change->lsn, txn->xid, ENGAGE_RECORD_ROW, change_op(change));
-	write_change_body(state, ctx->out, erel, rel, change);
-	engage_close_record(ctx, etxn);
+	key_changed = engage_key_changed(erel, rel, change);
+	if (!erel->captured)
+		etxn->position += key_changed ? 1 : 0;
+	else if (key_changed)
+	{
+		write_begin_once(ctx, txn, etxn);
+		engage_write_key_change(ctx, txn, etxn, erel, rel, change);
+	}
+	else
+	{
+		write_begin_once(ctx, txn, etxn);
+		engage_open_record(ctx, etxn, change->lsn, txn->xid, ENGAGE_RECORD_ROW, change_op(change));
+		write_change_body(state, ctx->out, erel, rel, change);
+		engage_close_record(ctx, etxn);
+	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->change_cxt);
 }

@@ -8,6 +8,7 @@
  *	options.c			plugin options
  *	relinfo.c			per-relation cache of columns, types, keys and topic
  *	record.c			a record's opening and closing, tuples and keys as JSON
+ *	keychange.c			updates that change the key: a delete and an insert
  *	message.c			the body of message records
  *	snapshotrow.c		read records of the shipper's snapshots
  *	jsonvalue.c			one datum as a JSON value
@@ -90,6 +91,8 @@ typedef struct EngageRel
 	int			nkeys;			/* 0 when the table has no usable key */
 	int		   *keys;			/* indexes into cols */
 	TupleDesc	desc;			/* engage_rel_build() only: the relation's */
+	int			nkeyatts;		/* the key's columns, also of tables not */
+	AttrNumber *keyatts;		/* captured (key changes take two positions) */
 } EngageRel;
 
 /* Options given with the slot's get_changes call or replication command. */
@@ -170,12 +173,21 @@ extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
 extern void engage_write_read_record(EngageState *state, StringInfo out, const char *body,
 									 int len, EngageRecordFacts *facts);
 
+/* snapshotrow.c */
+extern void engage_snapshot_calls_init(EngageSnapshotCalls *calls);
+
 /* engage_decoder.c */
 extern Size row_raw_size(EngageRow *row, TupleDesc desc);
 extern void write_oversized(EngageState *state, StringInfo out, int values_at, Size size);
+extern void engage_write_values(EngageState *state, StringInfo out, EngageRel *erel,
+								TupleDesc desc, EngageRow *newrow, EngageRow *oldrow,
+								bool full, bool is_delete);
 
-/* snapshotrow.c */
-extern void engage_snapshot_calls_init(EngageSnapshotCalls *calls);
+/* keychange.c */
+extern bool engage_key_changed(EngageRel *erel, Relation rel, ReorderBufferChange *change);
+extern void engage_write_key_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+									EngageTxn *etxn, EngageRel *erel, Relation rel,
+									ReorderBufferChange *change);
 
 /* message.c */
 extern const char *engage_message_quarantine_reason(bool transactional, TransactionId xid,

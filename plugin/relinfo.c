@@ -224,31 +224,39 @@ build_columns(EngageRel *erel, TupleDesc desc)
 }
 
 /*
- * Finds the row key of rel: its replica identity index (by default the
- * primary key), else its primary key (as under REPLICA IDENTITY FULL).
+ * Finds the attribute numbers of the row key of rel: its replica identity
+ * index (by default the primary key), else its primary key (as under
+ * REPLICA IDENTITY FULL).  Done for every table, captured or not.
  */
 static void
-build_keys(EngageRel *erel, Relation rel)
+build_key_attnums(EngageRel *erel, Relation rel)
 {
 	Oid			indexoid = RelationGetReplicaIndex(rel);
 	Relation	index;
 
-	erel->nkeys = 0;
+	erel->nkeyatts = 0;
 	if (!OidIsValid(indexoid))
 		indexoid = RelationGetPrimaryKeyIndex(rel);
 	if (!OidIsValid(indexoid))
 		return;
 	index = RelationIdGetRelation(indexoid);
-	erel->keys = palloc(sizeof(int) * index->rd_index->indnkeyatts);
+	erel->keyatts = palloc(sizeof(AttrNumber) * index->rd_index->indnkeyatts);
 	for (int k = 0; k < index->rd_index->indnkeyatts; k++)
-	{
-		AttrNumber	attnum = index->rd_index->indkey.values[k];
-
-		for (int c = 0; c < erel->ncols; c++)
-			if (erel->cols[c].attnum == attnum)
-				erel->keys[erel->nkeys++] = c;
-	}
+		if (index->rd_index->indkey.values[k] > 0)
+			erel->keyatts[erel->nkeyatts++] = index->rd_index->indkey.values[k];
 	RelationClose(index);
+}
+
+/* Finds the key columns of a captured relation among its live columns. */
+static void
+build_keys(EngageRel *erel)
+{
+	erel->nkeys = 0;
+	erel->keys = palloc(sizeof(int) * Max(erel->nkeyatts, 1));
+	for (int k = 0; k < erel->nkeyatts; k++)
+		for (int c = 0; c < erel->ncols; c++)
+			if (erel->cols[c].attnum == erel->keyatts[k])
+				erel->keys[erel->nkeys++] = c;
 }
 
 /* The topmost partitioned table above a partition, or relid itself. */
@@ -281,6 +289,8 @@ build_rel(EngageRel *erel, Relation rel, const EngageOptions *opts)
 											   get_namespace_name(get_rel_namespace(root)),
 											   get_rel_name(root));
 	erel->partition = NULL;
+	erel->nkeys = 0;
+	build_key_attnums(erel, rel);
 	if (erel->captured)
 	{
 		erel->qualname = qualified_name(root);
@@ -289,7 +299,7 @@ build_rel(EngageRel *erel, Relation rel, const EngageOptions *opts)
 			erel->partition = name_field("partition", qualified_name(relid));
 		build_topic(erel, root, opts->topic_prefix);
 		build_columns(erel, RelationGetDescr(rel));
-		build_keys(erel, rel);
+		build_keys(erel);
 	}
 	MemoryContextSwitchTo(old);
 	erel->valid = true;

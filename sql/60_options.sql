@@ -79,7 +79,7 @@ ALTER TABLE engage.opt_big ALTER COLUMN body SET STORAGE EXTERNAL;
 INSERT INTO engage.opt_big VALUES (1, repeat('a', 5000));       -- stored size over 1024
 INSERT INTO engage.opt_big VALUES (2, repeat(E'\x01', 900));     -- 900 stored, 5400 escaped
 INSERT INTO engage.opt_big VALUES (3, repeat('c', 600));          -- fits
-UPDATE engage.opt_big SET id = 4 WHERE id = 1;                    -- body unchanged: not counted
+UPDATE engage.opt_big SET id = 4 WHERE id = 1;                    -- key change, body unchanged: not counted
 SELECT r->>'op' AS op, r->'pk' AS pk, r->'oversized_bytes' AS oversized_bytes,
        length(r->'new'->>'body') AS body_length
   FROM engage_test.peek('regress_big_rec', 'max_record_bytes', '1024') r;

@@ -81,13 +81,18 @@ class Event:
 
     @cached_property
     def record(self):
-        """The JSON record (numbers with a fraction as Decimal)."""
-        return json.loads(self.value, parse_float=Decimal)
+        """The JSON record (numbers with a fraction as Decimal); None for a tombstone."""
+        return None if self.value is None else json.loads(self.value, parse_float=Decimal)
+
+    @property
+    def tombstone(self):
+        """A null-value message (engage.tombstones): it has no record."""
+        return self.value is None
 
     @property
     def id(self):
-        """The event id from the record."""
-        return self.record["id"]
+        """The event id from the record; a tombstone's from its engage.id header."""
+        return self.headers.get("engage.id") if self.value is None else self.record["id"]
 
 
 class Broker:
@@ -333,6 +338,8 @@ def pk_text(pk):
 def check_envelopes(events, prefix):
     """Topic, key and headers of every message agree with its record."""
     for e in events:
+        if e.tombstone:
+            continue  # no record to agree with: see check_tombstones
         rec = e.record
         where = f"{e.topic}[{e.partition}]@{e.offset}"
         assert e.headers.get("engage.id") == rec["id"], where
@@ -364,6 +371,8 @@ def check_duplicates(events):
             assert (e.topic, e.key, e.value) == (first.topic, first.key, first.value), \
                 f"event {e.id} differs between {first.topic}@{first.offset} and {e.topic}@{e.offset}"
         rec = e.record
+        if rec is None:
+            continue
         if rec["op"] == "message" or (rec["op"] == "insert" and rec["table"] in IDENTITY_TABLES):
             change = (rec["op"], rec.get("table") or rec.get("topic"), pk_text(rec.get("pk") or rec.get("key")))
             ids = change_ids.setdefault(change, set())
@@ -376,8 +385,8 @@ def check_key_order(events):
     """Per partition and key, event ids (first occurrences) increase by (commit lsn, position)."""
     last, seen, checked = {}, set(), 0
     for e in events:  # sorted by topic, partition, offset
-        if e.id in seen:
-            continue  # a replayed duplicate
+        if e.tombstone or e.id in seen:
+            continue  # a tombstone (its id has no position), or a replayed duplicate
         seen.add(e.id)
         k = (e.topic, e.partition, e.key)
         if k in last:
@@ -392,13 +401,21 @@ UNKNOWN_TOAST = "<unchanged TOAST value of a row never seen>"
 
 
 def rebuild(events):
-    """Tables rebuilt from row events ({table: {pk text: row}}) and the committed messages."""
-    tables, messages, seen = {}, {}, set()
-    snapshotted = {e.record["table"] for e in events if e.record["op"] == "read"}
-    for e in events:  # per partition in offset order; keys never move between partitions
-        if e.id in seen:
+    """Tables rebuilt from row events ({table: {pk text: row}}) and the committed messages.
+
+    Events are applied once each, in id order (commit order, then position): a key change moves
+    a row to another key, which may live in another partition.  Its insert takes the values it
+    lists in unchanged_toast from the row its delete removed (old_pk).  Tombstones carry nothing.
+    """
+    tables, messages, seen, moved = {}, {}, set(), {}
+    firsts = []
+    snapshotted = {e.record["table"] for e in events if not e.tombstone and e.record["op"] == "read"}
+    for e in events:
+        if e.tombstone or e.id in seen:
             continue
         seen.add(e.id)
+        firsts.append(e)
+    for e in sorted(firsts, key=lambda e: id_order(e.id)):
         rec = e.record
         op = rec["op"]
         if op == "message":
@@ -407,7 +424,11 @@ def rebuild(events):
         rows = tables.setdefault(rec["table"], {})
         key = pk_text(rec["pk"])
         if op in ("insert", "read"):  # a read record (snapshot) is the row as it is then
-            rows[key] = dict(rec["new"])
+            row = dict(rec["new"])
+            prev = moved.pop((rec["table"], pk_text(rec["old_pk"])), None) if rec.get("key_changed") else None
+            for col in rec.get("unchanged_toast") or []:
+                row[col] = prev[col] if prev is not None and col in prev else UNKNOWN_TOAST
+            rows[key] = row
         elif op == "update":
             old_key = pk_text(rec["old"]) if rec.get("old") and set(rec["old"]) == set(rec["pk"]) else key
             row = dict(rec["new"])
@@ -418,12 +439,56 @@ def rebuild(events):
                 row[col] = prev[col] if prev is not None and col in prev else UNKNOWN_TOAST
             rows[key] = row
         elif op == "delete":
+            prev = rows.pop(key, None)
             # Under a snapshot, a row not read yet may be deleted: the stream starts after it.
-            assert rows.pop(key, None) is not None or rec["table"] in snapshotted, \
+            assert prev is not None or rec["table"] in snapshotted, \
                 f"{e.id}: delete of a row never inserted: {key}"
+            if rec.get("key_changed"):
+                moved[(rec["table"], key)] = prev
         elif op == "truncate":
             rows.clear()
     return tables, messages
+
+
+def rebuild_compacted(events):
+    """Tables as a compacted topic keeps them ({table: {pk text: row}}): per topic and key the
+    last message wins, and a null value (tombstone) removes the key.
+
+    A key whose last message is a delete record (no tombstone after it) stays, with the delete
+    record itself as its "row", so that it never equals a database row.
+    """
+    last = {}
+    for e in events:  # per partition in offset order; one key is always in one partition
+        last[(e.topic, e.key)] = e
+    tables = {}
+    for (topic, key), e in last.items():
+        if e.tombstone:
+            continue
+        rec = e.record
+        if rec["op"] == "message":
+            continue
+        row = rec["new"] if rec["op"] in ("insert", "update", "read") else {"lingering": rec["op"], "id": rec["id"]}
+        tables.setdefault(rec["table"], {})[pk_text(json.loads(key))] = dict(row)
+    return tables
+
+
+def check_tombstones(events):
+    """Each tombstone directly follows, in its partition, a delete record with its key; returns
+    (delete records with a key, tombstones)."""
+    by_place = {(e.topic, e.partition, e.offset): e for e in events}
+    deletes = sum(1 for e in events if not e.tombstone and e.record["op"] == "delete"
+                  and e.record["pk"] is not None)
+    tombstones = [e for e in events if e.tombstone]
+    for t in tombstones:
+        where = f"{t.topic}[{t.partition}]@{t.offset}"
+        before = by_place.get((t.topic, t.partition, t.offset - 1))
+        assert before is not None and not before.tombstone, f"{where}: no record before the tombstone"
+        rec = before.record
+        assert rec["op"] == "delete" and rec["pk"] is not None, f"{where} follows a {rec['op']}"
+        assert t.key == before.key and json.loads(t.key) == rec["pk"], where
+        assert t.headers == {"engage.id": rec["id"] + ":tombstone", "engage.op": "tombstone",
+                             "engage.table": rec["table"], "engage.lsn": rec["lsn"]}, (where, t.headers)
+    return deletes, len(tombstones)
 
 
 DB_ROWS_SQL = """
