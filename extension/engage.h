@@ -144,6 +144,7 @@ typedef struct SnapshotRequest
 	int64		id;
 	Oid			relid;
 	char	   *table;			/* its name when requested */
+	char	   *reason;			/* initial, requested, slot loss */
 	char	  **last_key;		/* key of the last row acknowledged; NULL: none */
 	int			nkeys;
 } SnapshotRequest;

@@ -50,6 +50,7 @@
 #include "replication/message.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -95,12 +96,17 @@ typedef struct Chunk
 	ChunkRow   *rows;
 	int			nrows;
 	int			maxrows;
+	int		   *index;			/* open addressing by key hash: row + 1, 0 empty */
+	uint32		index_mask;
 	char	   *table;
 	Oid			relid;
 	char	  **last_key;		/* key texts of its last row; NULL: no row */
 	int			nkeys;
 	bool		last;			/* it reached the table's end */
 	bool		is_reread;		/* it reads the keys of reread, not the next rows */
+	bool		first;			/* the first chunk of a snapshot (not resumed) */
+	bool		announce_start; /* at its watermark: a snapshot record "started" */
+	bool		announce_done;	/* ... and one "done" after the rows */
 	int			emitted;		/* next row to write at the watermark */
 } Chunk;
 
@@ -242,16 +248,17 @@ snapshot_saw_row(const EngageRecordFacts *facts, TransactionId xid)
 		return;
 	}
 	/* The update of a key change is two records, a delete and an insert. */
-	if (facts->key.data == NULL)
+	if (facts->key.data == NULL || chunk.index == NULL)
 		return;
 	{
 		uint32		hash = hash_bytes((const unsigned char *) facts->key.data, facts->key.len);
 
-		for (int i = 0; i < chunk.nrows; i++)
+		for (uint32 slot = hash & chunk.index_mask; chunk.index[slot] != 0;
+			 slot = (slot + 1) & chunk.index_mask)
 		{
-			ChunkRow   *row = &chunk.rows[i];
+			ChunkRow   *row = &chunk.rows[chunk.index[slot] - 1];
 
-			if (row->hash == hash && row->key >= 0 && row->key_len == facts->key.len &&
+			if (row->hash == hash && row->key_len == facts->key.len &&
 				memcmp(chunk.arena.data + row->key, facts->key.data, facts->key.len) == 0)
 			{
 				row->dropped = true;
@@ -332,6 +339,7 @@ snapshot_saw_watermark(const EngageRecordFacts *facts)
 	old = MemoryContextSwitchTo(snap_cxt);
 	if (!chunk.is_reread)
 		held_progress = chunk_progress();
+	chunk.announce_start = chunk.first;
 	collect_rereads();
 	if (nreread > 0)
 		progress_held = true;
@@ -341,12 +349,45 @@ snapshot_saw_watermark(const EngageRecordFacts *facts)
 		w->request = request.id;
 		w->progress = held_progress;
 		written = lappend(written, w);
+		chunk.announce_done = held_progress.last;
 		progress_held = false;
 	}
 	MemoryContextSwitchTo(old);
 	chunk.held = false;
 	chunk.emitted = 0;
 	return true;
+}
+
+/*
+ * Writes a snapshot record of the request (state "started" or "done") into
+ * out with its facts: to <prefix>-control, keyed by the table's name, at the
+ * watermark's place in the stream.  A consumer learns from them where a
+ * snapshot's read records begin and that it has read every row.
+ */
+static void
+write_snapshot_record(StringInfo out, EngageRecordFacts *facts, const char *state)
+{
+	EngageHandoff *h = plugin;
+	MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
+	char	   *topic = psprintf("%s-control", engage_topic_prefix);
+	StringInfoData body;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, ",\"table\":");
+	escape_json(&body, chunk.table);
+	appendStringInfo(&body, ",\"snapshot\":{\"id\":%lld,\"reason\":", (long long) request.id);
+	escape_json(&body, request.reason);
+	appendStringInfo(&body, ",\"state\":\"%s\"}", state);
+	memset(facts, 0, sizeof(*facts));
+	facts->kind = ENGAGE_RECORD_ROW;
+	facts->op = "snapshot";
+	facts->transactional = true;
+	facts->table = (EngageBytes) {chunk.table, strlen(chunk.table)};
+	facts->topic = (EngageBytes) {topic, strlen(topic)};
+	facts->key = facts->table;
+	resetStringInfo(out);
+	h->snapshot.write_read(plugin, out, "snapshot", body.data, body.len, facts);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -359,10 +400,22 @@ snapshot_next_read(StringInfo out, EngageRecordFacts *facts)
 {
 	EngageHandoff *h = plugin;
 
+	if (chunk.announce_start)
+	{
+		chunk.announce_start = false;
+		write_snapshot_record(out, facts, "started");
+		return true;
+	}
 	while (chunk.emitted < chunk.nrows && chunk.rows[chunk.emitted].dropped)
 		chunk.emitted++;
 	if (chunk.emitted >= chunk.nrows)
 	{
+		if (chunk.announce_done)
+		{
+			chunk.announce_done = false;
+			write_snapshot_record(out, facts, "done");
+			return true;
+		}
 		drop_chunk();
 		return false;
 	}
@@ -382,7 +435,7 @@ snapshot_next_read(StringInfo out, EngageRecordFacts *facts)
 		if (row->key >= 0)
 			facts->key = (EngageBytes) {arena + row->key, row->key_len};
 		resetStringInfo(out);
-		h->snapshot.write_read(plugin, out, arena + row->body, row->body_len, facts);
+		h->snapshot.write_read(plugin, out, "read", arena + row->body, row->body_len, facts);
 	}
 	return true;
 }
@@ -631,6 +684,29 @@ add_row(void *erel, HeapTuple tuple, StringInfo body, SPITupleTable *rows, uint6
 	}
 }
 
+/* Indexes the chunk's rows by the hash of their key, for snapshot_saw_row(). */
+static void
+index_rows(void)
+{
+	uint32		size = 16;
+
+	while (size < (uint32) chunk.nrows * 2)
+		size *= 2;
+	chunk.index = palloc0(sizeof(int) * size);
+	chunk.index_mask = size - 1;
+	for (int i = 0; i < chunk.nrows; i++)
+	{
+		uint32		slot;
+
+		if (chunk.rows[i].key < 0)
+			continue;
+		for (slot = chunk.rows[i].hash & chunk.index_mask; chunk.index[slot] != 0;
+			 slot = (slot + 1) & chunk.index_mask)
+			;
+		chunk.index[slot] = i + 1;
+	}
+}
+
 /* Keeps the key texts of the cursor's row i (columns 2...) as the chunk's last key. */
 static void
 keep_last_key(SPITupleTable *rows, uint64 i, int nkeys)
@@ -769,6 +845,7 @@ read_chunk(void)
 	chunk.is_reread = nreread > 0;
 	if (chunk.is_reread)
 		after = false;
+	chunk.first = !chunk.is_reread && !after;
 	args = palloc(sizeof(Datum) * nkeys);
 	types = palloc(sizeof(Oid) * nkeys);
 	for (int k = 0; k < nkeys; k++)
@@ -782,6 +859,7 @@ read_chunk(void)
 									   NULL, true, 0);
 	MemoryContextSwitchTo(chunk_cxt);
 	read_rows(cursor, erel, nkeys);
+	index_rows();
 	SPI_cursor_close(cursor);
 	h->snapshot.close_rel(plugin, erel);
 	relation_close(rel, NoLock);

@@ -152,7 +152,7 @@ snapshot_next_request(SnapshotRequest *req, MemoryContext cxt)
 
 	if (!snapshot_table_exists())
 		return false;
-	if (run("SELECT id, relid, last_key, table_name FROM engage_internal.snapshots "
+	if (run("SELECT id, relid, last_key, table_name, reason FROM engage_internal.snapshots "
 			"WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1",
 			0, NULL, NULL, true) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the snapshot requests");
@@ -163,6 +163,7 @@ snapshot_next_request(SnapshotRequest *req, MemoryContext cxt)
 	req->id = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
 	req->relid = DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
 	req->table = MemoryContextStrdup(cxt, SPI_getvalue(row, SPI_tuptable->tupdesc, 4));
+	req->reason = MemoryContextStrdup(cxt, SPI_getvalue(row, SPI_tuptable->tupdesc, 5));
 	key = SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull);
 	if (!isnull)
 	{

@@ -170,8 +170,8 @@ extern int	engage_write_row(StringInfo out, const char *field,
 extern void engage_write_key(EngageState *state, StringInfo out, EngageRel *erel,
 							 EngageRow *newrow, EngageRow *oldrow);
 extern int	engage_lsn_chars(XLogRecPtr lsn, char *buf);
-extern void engage_write_read_record(EngageState *state, StringInfo out, const char *body,
-									 int len, EngageRecordFacts *facts);
+extern void engage_write_read_record(EngageState *state, StringInfo out, const char *op,
+									 const char *body, int len, EngageRecordFacts *facts);
 
 /* snapshotrow.c */
 extern void engage_snapshot_calls_init(EngageSnapshotCalls *calls);

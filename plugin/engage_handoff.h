@@ -88,9 +88,10 @@ struct HeapTupleData;
  *				out and its facts (table, topic, key; no id yet)
  *	close_rel	frees what open_rel made
  *	write_read	only while the shipper handles a watermark record: writes a
- *				whole read record with that body at the watermark's place in
- *				the stream (the next position of its transaction); sets the
- *				id and lsn of facts
+ *				whole record of op ("read", or "snapshot" for the start and end
+ *				of a snapshot) with that body at the watermark's place in the
+ *				stream (the next position of its transaction); sets the id and
+ *				lsn of facts
  */
 typedef struct EngageSnapshotCalls
 {
@@ -98,8 +99,8 @@ typedef struct EngageSnapshotCalls
 	void		(*write_row) (void *plugin, void *rel, struct HeapTupleData *tuple,
 							  StringInfo out, EngageRecordFacts *facts);
 	void		(*close_rel) (void *plugin, void *rel);
-	void		(*write_read) (void *plugin, StringInfo out, const char *body, int len,
-							   EngageRecordFacts *facts);
+	void		(*write_read) (void *plugin, StringInfo out, const char *op, const char *body,
+							   int len, EngageRecordFacts *facts);
 } EngageSnapshotCalls;
 
 /* The first member of the plugin's private state. */

@@ -280,12 +280,12 @@ engage_write_key(EngageState *state, StringInfo out, EngageRel *erel,
 /*
  * Writes a read record of a snapshot at the place of the watermark being
  * written (state->wm_txn): the next position of the watermark's transaction,
- * its LSN and time, op "read", then body.  Sets the id and lsn of facts,
+ * its LSN and time, op ("read" or "snapshot"), then body.  Sets the id and lsn of facts,
  * leaving the facts of the watermark record as they are.
  */
 void
-engage_write_read_record(EngageState *state, StringInfo out, const char *body, int len,
-						 EngageRecordFacts *facts)
+engage_write_read_record(EngageState *state, StringInfo out, const char *op, const char *body,
+						 int len, EngageRecordFacts *facts)
 {
 	EngageRecordFacts watermark = state->handoff.facts;
 	EngageTxn  *etxn = state->wm_txn;
@@ -293,7 +293,7 @@ engage_write_read_record(EngageState *state, StringInfo out, const char *body, i
 	if (etxn == NULL)
 		elog(ERROR, "engage_decoder: a read record can only be written at a watermark");
 	etxn->position++;
-	write_header(state, out, etxn, state->wm_lsn, state->wm_xid, "read");
+	write_header(state, out, etxn, state->wm_lsn, state->wm_xid, op);
 	facts->id.len = state->handoff.facts.id.len;
 	facts->lsn.len = state->handoff.facts.lsn.len;
 	state->handoff.facts = watermark;

@@ -76,9 +76,10 @@ write_row(void *plugin, void *rel, HeapTuple tuple, StringInfo out, EngageRecord
 
 /* Writes a read record at the watermark being written (record.c). */
 static void
-write_read(void *plugin, StringInfo out, const char *body, int len, EngageRecordFacts *facts)
+write_read(void *plugin, StringInfo out, const char *op, const char *body, int len,
+		   EngageRecordFacts *facts)
 {
-	engage_write_read_record(plugin, out, body, len, facts);
+	engage_write_read_record(plugin, out, op, body, len, facts);
 }
 
 /* Fills the calls the shipper's snapshots make. */

@@ -51,7 +51,8 @@ run_regress() {
 run_pgtap() {
     local dir="$WORK/pgtap"
     cluster_init "$dir" "$PGTAP_PORT" "shared_preload_libraries = 'pg_cron, pg_engage'" \
-        "engage.enabled = off" "cron.database_name = 'engage_test'" "max_worker_processes = 16"
+        "engage.enabled = off" "engage.database = 'engage_test'" \
+        "cron.database_name = 'engage_test'" "max_worker_processes = 16"
     cluster_start "$dir"
     cluster_psql "$dir" "$PGTAP_PORT" postgres -c "CREATE DATABASE engage_test"
     cluster_psql "$dir" "$PGTAP_PORT" engage_test \

@@ -44,6 +44,9 @@ RETURNS boolean
 LANGUAGE c STABLE STRICT
 AS 'MODULE_PATHNAME', 'engage_table_is_captured';
 
+COMMENT ON FUNCTION engage_internal.table_is_captured(text, text) IS
+'Is schema.table selected by engage.tables?';
+
 -- The tables the shipper captures: permanent tables and partitioned tables
 -- (not their partitions, which are captured under their root) selected by
 -- engage.tables.
@@ -61,6 +64,9 @@ AS $$
       AND engage_internal.table_is_captured(n.nspname, c.relname)
     ORDER BY c.oid
 $$;
+
+COMMENT ON FUNCTION engage_internal.captured_tables() IS
+'The tables the pg_engage shipper captures (engage.tables): permanent and partitioned tables, not partitions';
 
 -- The columns a snapshot orders a table by: those of the key its records
 -- carry as "pk" (the replica identity index, else the primary key); NULL
@@ -83,15 +89,19 @@ AS $$
     WHERE k.ord <= x.indnkeyatts
 $$;
 
+COMMENT ON FUNCTION engage_internal.snapshot_key(regclass) IS
+'The key columns a snapshot reads a table by (those of its records'' pk); NULL when it has none';
+
 -- Requests a snapshot of each table of tables (NULL: every captured table)
 -- for reason; a table with an open (pending or running) snapshot keeps it.
 -- A table that is not captured is refused.  A table without a key is
 -- refused when strict, else recorded as a failed snapshot (with a WARNING):
 -- never silently left out.  Returns the open snapshots of those tables.
+-- Called by engage.snapshot() (SECURITY DEFINER) and by the shipper.
 -- (Column names are qualified below: the output columns are variables.)
 CREATE FUNCTION engage_internal.request_snapshots(reason text, tables regclass[], strict boolean)
 RETURNS TABLE (snapshot_id bigint, table_name text)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -152,6 +162,9 @@ BEGIN
     END LOOP;
 END
 $$;
+
+COMMENT ON FUNCTION engage_internal.request_snapshots(text, regclass[], boolean) IS
+'Requests snapshots of tables (NULL: every captured table) from the pg_engage shipper; the open one of a table is kept';
 
 -- Asks the shipper for a snapshot of tables (by default every captured
 -- table), shipped as "read" records while it streams.  Returns one row per

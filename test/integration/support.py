@@ -141,9 +141,11 @@ class Broker:
             f.result(timeout=30)
 
     def topics(self, prefix):
-        """Names of the topics of a prefix: row topics '<prefix>.*', application topics '<prefix>-app.*'."""
+        """Names of the topics of a prefix: row topics '<prefix>.*', application topics '<prefix>-app.*'
+        and the control topic '<prefix>-control' (gap and snapshot records)."""
         md = self.admin().list_topics(timeout=20)
-        return sorted(t for t in md.topics if t.startswith((prefix + ".", prefix + "-app.")))
+        return sorted(t for t in md.topics
+                      if t.startswith((prefix + ".", prefix + "-app.")) or t == prefix + "-control")
 
     def read(self, topics, timeout=90):
         """Every message of topics (all partitions, from the beginning, assign not subscribe)."""
@@ -344,8 +346,10 @@ def check_envelopes(events, prefix):
         where = f"{e.topic}[{e.partition}]@{e.offset}"
         assert e.headers.get("engage.id") == rec["id"], where
         assert e.headers.get("engage.op") == rec["op"], where
-        assert e.headers.get("engage.lsn") == rec["lsn"], where
-        if rec["op"] == "message":
+        assert e.headers.get("engage.lsn") == rec.get("lsn", rec.get("to_lsn")), where
+        if rec["op"] in ("gap", "snapshot"):
+            assert e.topic == f"{prefix}-control", where
+        elif rec["op"] == "message":
             assert e.topic == f"{prefix}-app.{rec['topic']}", where
             assert e.key == (rec["key"].encode() if rec["key"] is not None else None), where
         else:
@@ -420,6 +424,12 @@ def rebuild(events):
         op = rec["op"]
         if op == "message":
             messages[e.id] = rec
+            continue
+        if op == "gap":  # events were lost: the re-snapshot and the stream after the gap rebuild it
+            for rows in tables.values():
+                rows.clear()
+            continue
+        if op == "snapshot":  # where a snapshot's read records start and end
             continue
         rows = tables.setdefault(rec["table"], {})
         key = pk_text(rec["pk"])

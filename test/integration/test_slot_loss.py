@@ -6,7 +6,7 @@ is running again when each test ends.
 """
 import json
 
-from support import lsn_int, wait_until
+from support import check_stream, lsn_int, wait_until
 
 # Small enough that a few switched WAL segments invalidate a slot that does not move.
 CLUSTER_CONF = ["max_slot_wal_keep_size = 64MB", "wal_keep_size = 0"]
@@ -29,7 +29,8 @@ def gap_records(broker, prefix):
     topic = prefix + "-control"
     if topic not in broker.admin().list_topics(timeout=20).topics:
         return []
-    return [dict(json.loads(e.value), headers=e.headers) for e in broker.read([topic])]
+    recs = [dict(json.loads(e.value), headers=e.headers) for e in broker.read([topic])]
+    return [r for r in recs if r["op"] == "gap"]  # the control topic also has snapshot records
 
 
 def wait_gap(broker, prefix, what):
@@ -147,3 +148,78 @@ def test_slot_invalidated_while_broker_down(cluster, broker, prefix):
     cluster.wait_running()
     cluster.query("INSERT INTO engage.members (name) VALUES ('after the gap')")
     cluster.wait_shipped()
+
+
+def slot_loss_snapshots(cluster, after_id):
+    """The snapshots requested because of a slot loss after snapshot after_id, once all are over."""
+    def over():
+        rows = cluster.query("SELECT id, table_name, state, reason FROM engage.snapshots WHERE id > %s ORDER BY id",
+                             (after_id,))
+        return rows and all(r[2] not in ("pending", "running") for r in rows) and rows
+    return wait_until(over, 180, "the re-snapshot after the slot loss", interval=0.5)
+
+
+def last_snapshot_id(cluster):
+    return cluster.one("SELECT coalesce(max(id), 0) FROM engage.snapshots")
+
+
+def test_resnapshot_after_invalidation_rebuilds_the_database(cluster, broker, prefix):
+    """The issue's case: max_slot_wal_keep_size = 64MB, broker stopped, 300 MB of WAL written on
+    captured tables (inserts, updates, deletes), CHECKPOINT, broker back: a gap record, a
+    re-snapshot of every captured table, and the rebuild from Kafka equals the database."""
+    # Rows shipped under this prefix before the loss, some deleted during it: a consumer that kept
+    # them would differ from the database.
+    cluster.query("INSERT INTO engage.members (name) SELECT 'before ' || g FROM generate_series(1, 100) g")
+    cluster.wait_shipped()
+    last = last_snapshot_id(cluster)
+    broker.stop()
+    try:
+        wait_until(lambda: cluster.status()["broker_reachable"] is False, 60, "the broker to be gone")
+        start = cluster.flush_lsn()
+        with cluster.connect() as conn:
+            conn.execute("INSERT INTO engage.members (name, email, contact) SELECT 'gap ' || g, "
+                         "'gap' || g || '@x.org', repeat(md5(g::text), 60) FROM generate_series(1, 2000) g")
+            conn.execute("DELETE FROM engage.members WHERE name LIKE 'before 1%'")
+            while cluster.flush_lsn() - start < 300 * MB:
+                conn.execute("UPDATE engage.members SET contact = repeat(md5(random()::text), 60) "
+                             "WHERE name LIKE 'gap %'")
+            conn.execute("DELETE FROM engage.members WHERE name LIKE 'gap 1%'")
+            conn.execute("CHECKPOINT")
+        wait_until(lambda: "invalidating slot \"engage_shipper\"" in cluster.log()
+                   or "invalidating obsolete replication slot" in cluster.log(), 60,
+                   "PostgreSQL to invalidate the slot")
+    finally:
+        broker.restart()
+    recs = wait_gap(broker, prefix, "after the slot was invalidated")
+    assert len(recs) == 1 and "invalidated" in recs[0]["reason"], recs
+    snaps = slot_loss_snapshots(cluster, last)
+    assert {r[3] for r in snaps} == {"slot loss"} and {r[2] for r in snaps} == {"done"}, snaps
+    assert "engage.members" in {r[1] for r in snaps}
+    cluster.wait_shipped(timeout=180)
+    events = broker.read_prefix(prefix)
+    result = check_stream(events, cluster, prefix)
+    kinds = [e.record["op"] for e in events if not e.tombstone]
+    assert kinds.count("gap") == 1 and kinds.count("read") >= 1950
+    starts = [e.record for e in events if not e.tombstone and e.record["op"] == "snapshot"]
+    assert {(r["table"], r["snapshot"]["state"]) for r in starts} >= \
+        {("engage.members", "started"), ("engage.members", "done")}
+    print(f"slot loss: {kinds.count('read')} read records, {result['events']} events")
+
+
+def test_resnapshot_after_drop_while_off_rebuilds_the_database(cluster, broker, prefix):
+    """The slot dropped while the shipper is off, rows written and deleted meanwhile: gap,
+    re-snapshot, and the rebuild equals the database."""
+    cluster.wait_shipped()
+    last = last_snapshot_id(cluster)
+    stop_shipper(cluster)
+    cluster.query("SELECT pg_drop_replication_slot('engage_shipper')")
+    cluster.query("INSERT INTO engage.members (name) SELECT 'dropped ' || g FROM generate_series(1, 300) g")
+    cluster.query("DELETE FROM engage.members WHERE name LIKE 'dropped 1%'")
+    cluster.query("UPDATE engage.members SET email = 'changed@x.org' WHERE name LIKE 'dropped 2%'")
+    cluster.reload(enabled="on")
+    cluster.wait_running()
+    wait_gap(broker, prefix, "after the slot was dropped")
+    snaps = slot_loss_snapshots(cluster, last)
+    assert {r[2] for r in snaps} == {"done"}, snaps
+    cluster.wait_shipped()
+    check_stream(broker.read_prefix(prefix), cluster, prefix)

@@ -14,7 +14,7 @@ SELECT NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'dblink') AS create_
 CREATE EXTENSION IF NOT EXISTS dblink;
 
 BEGIN;
-SELECT plan(209);
+SELECT plan(225);
 
 SET LOCAL lock_timeout = '10s';
 
@@ -92,6 +92,11 @@ INSERT INTO attempt (what, sql, nobody, reader, writer, monitor) VALUES
     ('read campaign_rates()', 'SELECT * FROM engage.campaign_rates(970001)', '42501', 'ok', 'ok', '42501'),
     ('read the shipper view', 'SELECT * FROM engage.shipper', '42501', '42501', '42501', :'status'),
     ('read shipper_status()', 'SELECT * FROM engage.shipper_status()', '42501', '42501', '42501', :'status'),
+    ('read the snapshots', 'SELECT * FROM engage.snapshots', '42501', '42501', '42501', 'ok'),
+    ('request a snapshot', 'SELECT * FROM engage.snapshot()', '42501', '42501', '42501', '42501'),
+    ('cancel a snapshot', 'SELECT engage.cancel_snapshot(1)', '42501', '42501', '42501', '42501'),
+    ('forge snapshot progress', 'UPDATE engage_internal.snapshots SET state = ''done''',
+     '42501', '42501', '42501', '42501'),
     ('read the journal', 'SELECT * FROM engage_internal.rollup_journal', '42501', '42501', '42501', '42501'),
     ('read the rollup state', 'SELECT * FROM engage_internal.rollup_state', '42501', '42501', '42501', '42501'),
     ('read the audience sizes', 'SELECT * FROM engage_internal.rollup_audience_sizes', '42501', '42501', '42501', '42501'),
@@ -381,6 +386,7 @@ SELECT set_eq($$
         ('function engage.campaign_rates(bigint)', 'engage_writer', 'EXECUTE'),
         ('function engage.emit(text,text,jsonb)', 'engage_writer', 'EXECUTE'),
         ('relation engage.shipper', 'engage_monitor', 'SELECT'),
+        ('relation engage.snapshots', 'engage_monitor', 'SELECT'),
         ('function engage.shipper_status()', 'engage_monitor', 'EXECUTE'),
         ('function engage.normalize_email(text)', 'PUBLIC', 'EXECUTE')$$,
     'the privileges of every object are exactly the model''s: nothing for PUBLIC but normalize_email, nothing in engage_internal');

@@ -9,8 +9,9 @@ SELECT plan(34);
 SELECT functions_are('engage_internal', ARRAY[
     'audience_first_build', 'audience_top_up', 'audience_skip_counts',
     'rollup_rebuild_journal', 'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
-    'rollup_recompute_cumulative', 'register_app_topic'],
-    'engage_internal holds the steps of the API functions and the topic registration of emit()');
+    'rollup_recompute_cumulative', 'register_app_topic',
+    'table_is_captured', 'captured_tables', 'snapshot_key', 'request_snapshots'],
+    'engage_internal holds the steps of the API functions, the topic registration of emit() and the snapshot requests');
 
 -- Declarations: a comment, a fixed search_path, not SECURITY DEFINER, honest volatility.
 SELECT is((SELECT count(*) FROM pg_proc AS p
@@ -18,7 +19,7 @@ SELECT is((SELECT count(*) FROM pg_proc AS p
              AND obj_description(p.oid, 'pg_proc') IS NOT NULL
              AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp']
              AND NOT p.prosecdef),
-          8::bigint, 'every step has a comment, SET search_path = pg_catalog, pg_temp, and is SECURITY INVOKER');
+          11::bigint, 'every step has a comment, SET search_path = pg_catalog, pg_temp, and is SECURITY INVOKER');
 SELECT volatility_is('engage_internal', 'audience_first_build', ARRAY['bigint', 'bigint', 'bigint'], 'volatile');
 SELECT volatility_is('engage_internal', 'audience_top_up', ARRAY['bigint', 'bigint', 'bigint'], 'volatile');
 SELECT volatility_is('engage_internal', 'audience_skip_counts', ARRAY['bigint', 'bigint', 'bigint', 'text'], 'stable');
@@ -45,8 +46,9 @@ SELECT is((SELECT count(*) FROM pg_proc AS p
           0::bigint, 'no step is executable by PUBLIC');
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc AS p
            WHERE p.pronamespace = 'engage'::regnamespace AND p.prosecdef),
-          ARRAY['engage.build_campaign_audience(bigint,bigint)', 'engage.journal_engagement_update()',
-                'engage.journal_membership_change()', 'engage.rollup_rates()'],
+          ARRAY['engage.build_campaign_audience(bigint,bigint)', 'engage.cancel_snapshot(bigint)',
+                'engage.journal_engagement_update()', 'engage.journal_membership_change()',
+                'engage.rollup_rates()', 'engage.snapshot(regclass[])'],
           'the API functions that reach engage_internal, and the journal triggers, run as the owner');
 
 -- Fixtures: audience 960001 by normalized email: a@x.com 960101 (lowest), 960102;
