@@ -82,6 +82,7 @@ typedef struct EngageRel
 	char	   *table;			/* ,"table":"schema.name" (root of a partition) */
 	char	   *partition;		/* ,"partition":"schema.leaf" or NULL */
 	char	   *qualname;		/* schema.name of the root, as in the catalog */
+	char	   *schema;			/* ,"schema":"<fingerprint of the root>" */
 	char	   *topic;			/* its Kafka topic (option topic_prefix), or NULL */
 	const char *no_topic_reason;	/* why topic is NULL despite a prefix */
 	int			ncols;
