@@ -9,6 +9,8 @@
  *	relinfo.c			per-relation cache of columns, types, keys and topic
  *	record.c			a record's opening and closing, tuples and keys as JSON
  *	message.c			the body of message records
+ *	schemamsg.c			schema records (the DDL event triggers' messages)
+ *	schemadesc.c		a table's description and fingerprint (shared)
  *	jsonvalue.c			one datum as a JSON value
  *	topicname.c, tablelist.c	rules shared with pg_engage (engage_handoff.h)
  */
@@ -139,6 +141,9 @@ typedef struct EngageRow
 	bool	   *nulls;
 } EngageRow;
 
+/* engage_decoder.c */
+extern void write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn);
+
 /* options.c */
 extern void engage_parse_options(List *defels, EngageOptions *opts);
 
@@ -168,6 +173,14 @@ extern void engage_write_message_body(EngageState *state, StringInfo out,
 									  const char *message, Size size);
 extern void engage_write_quarantined_body(EngageState *state, StringInfo out,
 										  const char *message, Size size);
+extern void engage_write_quarantine(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+									EngageTxn *etxn, XLogRecPtr lsn, bool transactional,
+									const char *reason, const char *message, Size size);
+
+/* schemamsg.c */
+extern void engage_schema_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+								  EngageTxn *etxn, XLogRecPtr lsn, bool transactional,
+								  const char *message, Size size);
 
 /* jsonvalue.c */
 extern void engage_json_string(StringInfo out, const char *s, int len);

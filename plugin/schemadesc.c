@@ -8,7 +8,8 @@
  *	"key":["<name>",...]
  * with the live columns in attribute-number order, each type written by
  * format_type_extended() with its modifier and, for types outside pg_catalog,
- * always with their schema (never depending on a search_path), and the key
+ * always with their schema (never depending on a search_path: "text",
+ * "timestamp with time zone", "numeric(10,2)", "engage.mood[]"), and the key
  * columns of the row key: the replica identity index, else the primary key
  * (what a row record's "pk" holds).  The fingerprint is the first 16 hex
  * digits of SHA-256 over that text: it depends on names, types, nullability
@@ -38,6 +39,22 @@ engage_key_index(Relation rel)
 	return indexoid;
 }
 
+/*
+ * The name of a type with its modifier, independent of any search_path: with
+ * its schema, except for the types of pg_catalog ("text", "integer",
+ * "character varying(20)", "text[]", "engage.mood").
+ */
+static char *
+type_name(Oid typid, int32 typmod)
+{
+	char	   *name = format_type_extended(typid, typmod, FORMAT_TYPE_TYPEMOD_GIVEN |
+											FORMAT_TYPE_FORCE_QUALIFY);
+
+	if (strncmp(name, "pg_catalog.", 11) == 0)
+		return name + 11;
+	return name;
+}
+
 /* Appends "columns":[...] of the live columns of rel to buf. */
 static void
 describe_columns(StringInfo buf, Relation rel)
@@ -58,9 +75,7 @@ describe_columns(StringInfo buf, Relation rel)
 		appendStringInfoString(buf, "{\"name\":");
 		escape_json(buf, NameStr(att->attname));
 		appendStringInfoString(buf, ",\"type\":");
-		escape_json(buf, format_type_extended(att->atttypid, att->atttypmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN |
-											  FORMAT_TYPE_FORCE_QUALIFY));
+		escape_json(buf, type_name(att->atttypid, att->atttypmod));
 		appendStringInfo(buf, ",\"nullable\":%s}", att->attnotnull ? "false" : "true");
 	}
 	appendStringInfoChar(buf, ']');
