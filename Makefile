@@ -33,7 +33,8 @@ include $(PGXS)
 
 # The rules shared with the plugin are compiled into this library from their
 # source (extension/shared.c includes them); PGXS does not track that.
-SHARED_SRC = plugin/engage_handoff.h plugin/topicname.c plugin/tablelist.c plugin/emitauth.c
+SHARED_SRC = plugin/engage_handoff.h plugin/topicname.c plugin/tablelist.c plugin/emitauth.c \
+             plugin/schemadesc.c
 extension/shared.o: $(SHARED_SRC)
 $(OBJS): extension/engage.h plugin/engage_handoff.h
 

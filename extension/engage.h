@@ -19,6 +19,8 @@
  *	confcheck.c		refuses to ship when an engage.* line of the configuration failed
  *	shared.c		the rules shared with engage_decoder (plugin/engage_handoff.h)
  *	topicnames.c	those topic rules callable from SQL, for the tests
+ *	schema.c		the DDL event triggers: schema messages in stream order
+ *	relnames.c		engage_internal.relation_names, what they last saw of each table
  */
 #ifndef ENGAGE_H
 #define ENGAGE_H
@@ -243,5 +245,21 @@ extern int	producer_broker_state(const char **auth_error);
 extern void producer_take_counts(int64 *events, int64 *bytes);
 extern bool producer_take_log(int *level, char *buf, int buflen);
 extern int	producer_max_message_bytes(const char *properties);
+
+/* relnames.c: what the schema-change triggers last saw of a table. */
+typedef struct EngageRelName
+{
+	Oid			relid;
+	char	   *nspname;
+	char	   *relname;
+	Oid			root;			/* the topmost partitioned table above it, or relid */
+	char	   *fingerprint;	/* of a root's description; "" for a partition */
+} EngageRelName;
+
+extern bool relnames_present(void);
+extern bool relnames_get(Oid relid, EngageRelName *row);
+extern void relnames_put(const EngageRelName *row);
+extern void relnames_delete(Oid relid);
+extern List *relnames_oids(const char *sql, Oid arg);
 
 #endif							/* ENGAGE_H */

@@ -7,3 +7,4 @@
 #include "../plugin/topicname.c"
 #include "../plugin/tablelist.c"
 #include "../plugin/emitauth.c"
+#include "../plugin/schemadesc.c"

@@ -74,7 +74,7 @@ boundary_facts(LogicalDecodingContext *ctx, EngageRecordKind kind, const char *o
 }
 
 /* Writes the begin record before the transaction's first event, if asked. */
-static void
+void
 write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn)
 {
 	EngageState *state = ctx->output_plugin_private;
@@ -325,7 +325,8 @@ write_watermark(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *e
 
 /*
  * Writes a record for a logical message with the engage prefix: an event
- * when engage.emit() wrote it, else a quarantine record (message.c).
+ * when engage.emit() wrote it, else a quarantine record (message.c); or the
+ * schema records of a message with the schema prefix (schemamsg.c).
  */
 static void
 engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -353,6 +354,11 @@ engage_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		engage_verify(ENGAGE_MAC_WATERMARK, xid, message, size))
 	{
 		write_watermark(ctx, txn, etxn, lsn, message, size);
+		return;
+	}
+	if (strcmp(prefix, ENGAGE_SCHEMA_PREFIX) == 0)
+	{
+		engage_schema_message(ctx, txn, etxn, lsn, transactional, message, size);
 		return;
 	}
 	if (strcmp(prefix, ENGAGE_MESSAGE_PREFIX) != 0 && strcmp(prefix, ENGAGE_WATERMARK_PREFIX) != 0)

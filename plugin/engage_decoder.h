@@ -11,6 +11,8 @@
  *	keychange.c			updates that change the key: a delete and an insert
  *	message.c			the body of message records
  *	snapshotrow.c		read records of the shipper's snapshots
+ *	schemamsg.c			schema records (the DDL event triggers' messages)
+ *	schemadesc.c		a table's description and fingerprint (shared)
  *	jsonvalue.c			one datum as a JSON value
  *	topicname.c, tablelist.c	rules shared with pg_engage (engage_handoff.h)
  */
@@ -84,6 +86,7 @@ typedef struct EngageRel
 	char	   *table;			/* ,"table":"schema.name" (root of a partition) */
 	char	   *partition;		/* ,"partition":"schema.leaf" or NULL */
 	char	   *qualname;		/* schema.name of the root, as in the catalog */
+	char	   *schema;			/* ,"schema":"<fingerprint of the root>" */
 	char	   *topic;			/* its Kafka topic (option topic_prefix), or NULL */
 	const char *no_topic_reason;	/* why topic is NULL despite a prefix */
 	int			ncols;
@@ -147,6 +150,9 @@ typedef struct EngageRow
 	bool	   *nulls;
 } EngageRow;
 
+/* engage_decoder.c */
+extern void write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn);
+
 /* options.c */
 extern void engage_parse_options(List *defels, EngageOptions *opts);
 
@@ -196,6 +202,14 @@ extern void engage_write_message_body(EngageState *state, StringInfo out,
 									  const char *message, Size size);
 extern void engage_write_quarantined_body(EngageState *state, StringInfo out,
 										  const char *message, Size size);
+extern void engage_write_quarantine(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+									EngageTxn *etxn, XLogRecPtr lsn, bool transactional,
+									const char *reason, const char *message, Size size);
+
+/* schemamsg.c */
+extern void engage_schema_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+								  EngageTxn *etxn, XLogRecPtr lsn, bool transactional,
+								  const char *message, Size size);
 
 /* jsonvalue.c */
 extern void engage_json_string(StringInfo out, const char *s, int len);

@@ -16,6 +16,7 @@
  *	topicname.c		valid Kafka topic names and the topics of tables and messages
  *	tablelist.c		the "tables" list of captured tables
  *	emitauth.c		the authenticator of messages written by engage.emit()
+ *	schemadesc.c	a table's description (columns, key) and its fingerprint
  */
 #ifndef ENGAGE_HANDOFF_H
 #define ENGAGE_HANDOFF_H
@@ -25,6 +26,7 @@
 #include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/relcache.h"
 
 /* Prefix of the logical messages written by engage.emit(). */
 #define ENGAGE_MESSAGE_PREFIX "engage"
@@ -34,7 +36,7 @@
 #define ENGAGE_SCHEMA_PREFIX "engage.schema"
 
 #define ENGAGE_HANDOFF_MAGIC	0x45474831	/* "EGH1" */
-#define ENGAGE_HANDOFF_VERSION	3
+#define ENGAGE_HANDOFF_VERSION	4
 
 /* What a record is. */
 typedef enum EngageRecordKind
@@ -138,6 +140,16 @@ extern const char *engage_message_topic(StringInfo buf, const char *prefix,
 extern void engage_sign(StringInfo buf, const char *domain, TransactionId xid,
 						const char *event, Size len);
 extern bool engage_verify(const char *domain, TransactionId xid, const char *message, Size size);
+
+/*
+ * schemadesc.c: a table's description ("columns":[...],"key":[...]) and its
+ * fingerprint, the 16 hex digits every row record carries as "schema".
+ */
+#define ENGAGE_SCHEMA_FINGERPRINT_CHARS 16
+
+extern Oid	engage_key_index(Relation rel);
+extern void engage_describe_rel(StringInfo buf, Relation rel);
+extern void engage_schema_fingerprint(const char *desc, int len, char *out);
 
 /* tablelist.c: the list of captured tables. */
 typedef struct EngageTableList

@@ -240,3 +240,28 @@ engage_write_quarantined_body(EngageState *state, StringInfo out, const char *me
 	else
 		write_raw(out, message, size);
 }
+
+/*
+ * Writes a quarantine record: a message with one of pg_engage's prefixes
+ * that pg_engage did not write in the transaction that committed it.
+ */
+void
+engage_write_quarantine(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *etxn,
+						XLogRecPtr lsn, bool transactional, const char *reason,
+						const char *message, Size size)
+{
+	EngageState *state = ctx->output_plugin_private;
+
+	if (transactional)
+		write_begin_once(ctx, txn, etxn);
+	engage_open_record(ctx, etxn, lsn, txn ? txn->xid : InvalidTransactionId,
+					   ENGAGE_RECORD_QUARANTINE, "quarantine");
+	state->handoff.facts.transactional = transactional;
+	if (!transactional)
+		appendBinaryStringInfo(ctx->out, ",\"transactional\":false", 22);
+	state->handoff.facts.no_topic_reason = reason;
+	appendBinaryStringInfo(ctx->out, ",\"reason\":", 10);
+	engage_json_string(ctx->out, reason, strlen(reason));
+	engage_write_quarantined_body(state, ctx->out, message, size);
+	engage_close_record(ctx, etxn);
+}

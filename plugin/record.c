@@ -112,13 +112,17 @@ engage_close_record(LogicalDecodingContext *ctx, EngageTxn *etxn)
 	etxn->events++;
 }
 
-/* Writes ,"table":...(,"partition":...) of a relation and notes where it goes. */
+/*
+ * Writes ,"table":...(,"partition":...),"schema":... of a relation and notes
+ * where it goes.
+ */
 void
 engage_write_rel(StringInfo out, EngageRel *erel, EngageRecordFacts *facts)
 {
 	appendStringInfoString(out, erel->table);
 	if (erel->partition)
 		appendStringInfoString(out, erel->partition);
+	appendStringInfoString(out, erel->schema);
 	facts->table.data = erel->qualname;
 	facts->table.len = strlen(erel->qualname);
 	facts->relid = erel->root;

@@ -26,7 +26,7 @@ static HTAB *rel_cache = NULL;
 
 static void engage_type_init(EngageType *type, Oid typid, MemoryContext cxt);
 
-/* Relcache invalidation: forget one relation, or all of them. */
+/* Relcache invalidation: forget one relation (and its partitions), or all. */
 static void
 invalidate_rel(Datum arg, Oid relid)
 {
@@ -35,16 +35,11 @@ invalidate_rel(Datum arg, Oid relid)
 
 	if (rel_cache == NULL)
 		return;
-	if (OidIsValid(relid))
-	{
-		erel = hash_search(rel_cache, &relid, HASH_FIND, NULL);
-		if (erel != NULL)
-			erel->valid = false;
-		return;
-	}
+	/* A partition's entry holds its root's fingerprint: forget it with the root. */
 	hash_seq_init(&status, rel_cache);
 	while ((erel = hash_seq_search(&status)) != NULL)
-		erel->valid = false;
+		if (!OidIsValid(relid) || erel->relid == relid || erel->root == relid)
+			erel->valid = false;
 }
 
 /* Frees every entry and the table itself. */
@@ -231,12 +226,10 @@ build_columns(EngageRel *erel, TupleDesc desc)
 static void
 build_key_attnums(EngageRel *erel, Relation rel)
 {
-	Oid			indexoid = RelationGetReplicaIndex(rel);
+	Oid			indexoid = engage_key_index(rel);
 	Relation	index;
 
 	erel->nkeyatts = 0;
-	if (!OidIsValid(indexoid))
-		indexoid = RelationGetPrimaryKeyIndex(rel);
 	if (!OidIsValid(indexoid))
 		return;
 	index = RelationIdGetRelation(indexoid);
@@ -257,6 +250,26 @@ build_keys(EngageRel *erel)
 		for (int c = 0; c < erel->ncols; c++)
 			if (erel->cols[c].attnum == erel->keyatts[k])
 				erel->keys[erel->nkeys++] = c;
+}
+
+/*
+ * Sets ,"schema":"<fingerprint>" of erel: that of the root (a partition's
+ * rows are the root's table), described with the catalog as of the change.
+ */
+static void
+build_schema(EngageRel *erel, Relation rel, Oid root)
+{
+	Relation	described = root == RelationGetRelid(rel) ? rel : RelationIdGetRelation(root);
+	StringInfoData desc;
+	char		fingerprint[ENGAGE_SCHEMA_FINGERPRINT_CHARS + 1];
+
+	initStringInfo(&desc);
+	engage_describe_rel(&desc, described);
+	if (described != rel)
+		RelationClose(described);
+	engage_schema_fingerprint(desc.data, desc.len, fingerprint);
+	erel->schema = psprintf(",\"schema\":\"%s\"", fingerprint);
+	pfree(desc.data);
 }
 
 /* The topmost partitioned table above a partition, or relid itself. */
@@ -300,6 +313,7 @@ build_rel(EngageRel *erel, Relation rel, const EngageOptions *opts)
 		build_topic(erel, root, opts->topic_prefix);
 		build_columns(erel, RelationGetDescr(rel));
 		build_keys(erel);
+		build_schema(erel, rel, root);
 	}
 	MemoryContextSwitchTo(old);
 	erel->valid = true;

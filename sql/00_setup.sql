@@ -77,7 +77,7 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    IF op NOT IN ('insert', 'update', 'delete', 'truncate', 'message', 'quarantine') OR op IS NULL THEN
+    IF op NOT IN ('insert', 'update', 'delete', 'truncate', 'message', 'quarantine', 'schema') OR op IS NULL THEN
         RETURN 'unknown op ' || coalesce(op, 'NULL');
     END IF;
     IF (j->>'id') IS NULL OR (j->>'id') !~ engage_test.id_re() THEN
@@ -117,6 +117,33 @@ BEGIN
         IF jsonb_typeof(j->'table') IS DISTINCT FROM 'string' THEN
             RETURN 'table is not a string';
         END IF;
+    END IF;
+    IF op IN ('insert', 'update', 'delete', 'truncate')
+       AND coalesce(j->>'schema', '') !~ '^[0-9a-f]{16}$' THEN
+        RETURN 'schema is not a fingerprint';
+    END IF;
+    IF op = 'schema' THEN
+        -- a table's shape after a DDL statement (README, "Schema records")
+        IF coalesce(j->>'change', '') NOT IN ('create', 'alter', 'rename', 'set_schema', 'drop', 'attach', 'detach') THEN
+            RETURN 'unknown schema change ' || coalesce(j->>'change', 'NULL');
+        END IF;
+        IF jsonb_typeof(j->'captured') IS DISTINCT FROM 'boolean' THEN
+            RETURN 'captured is not a boolean';
+        END IF;
+        IF (j ? 'old_table') AND j->>'change' NOT IN ('rename', 'set_schema') THEN
+            RETURN 'old_table without a rename';
+        END IF;
+        IF j->>'change' = 'drop' OR j ? 'partition_of' AND j->>'change' = 'attach' THEN
+            IF j ? 'columns' OR j->'captured' = 'true'::jsonb THEN
+                RETURN 'a table that is gone has columns or is captured';
+            END IF;
+            RETURN NULL;
+        END IF;
+        IF jsonb_typeof(j->'columns') IS DISTINCT FROM 'array' OR jsonb_typeof(j->'key') IS DISTINCT FROM 'array'
+           OR coalesce(j->>'schema', '') !~ '^[0-9a-f]{16}$' THEN
+            RETURN 'schema record without columns, key and fingerprint';
+        END IF;
+        RETURN NULL;
     END IF;
     IF op IN ('insert', 'update', 'delete') THEN
         IF NOT j ? 'pk' OR jsonb_typeof(j->'pk') NOT IN ('object', 'null') THEN
@@ -234,7 +261,7 @@ $$;
 -- The helpers themselves: well-formed records pass, malformed ones are caught.
 SELECT engage_test.norm('{"v":1,"id":"0/1A2B3C4:2","lsn":"0/1A2B300","xid":735,"ts":"'
        || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-       || '","op":"update","table":"engage.t","pk":{"id":7},"new":{"id":7}}');
+       || '","op":"update","table":"engage.t","schema":"0123456789abcdef","pk":{"id":7},"new":{"id":7}}');
 SELECT engage_test.body(rec) FROM (VALUES
     ('{"v":1,"id":"0/1A2B3C4:2","lsn":"0/1A2B300","xid":735,"ts":"2026-11-25T09:00:00.123456Z","op":"insert","x":1}'),
     ('{"v":1,"id":"0/1A2B3C4:3","lsn":"0/1A2B300","xid":0,"ts":null,"op":"quarantine","transactional":false,"reason":"r"}'),

@@ -48,6 +48,10 @@ CREATE TABLE engage.type_matrix (
     ip          inet,
     "odd ""name"" \ col" text
 );
+-- Its schema record (75_schema_changes): the checks below are about rows.
+SELECT r->>'op' AS op, r->>'change' AS change, r->>'table' AS table,
+       jsonb_array_length(r->'columns') AS columns, r->'key' AS key
+  FROM engage_test.get('regress_types') r;
 
 INSERT INTO engage.type_matrix VALUES
 -- 1: ordinary values

@@ -14,7 +14,7 @@ SELECT NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'dblink') AS create_
 CREATE EXTENSION IF NOT EXISTS dblink;
 
 BEGIN;
-SELECT plan(225);
+SELECT plan(245);
 
 SET LOCAL lock_timeout = '10s';
 
@@ -139,6 +139,15 @@ INSERT INTO attempt (what, sql, nobody, reader, writer, monitor) VALUES
     ('create a function in engage', $$CREATE FUNCTION engage.normalize_email(varchar) RETURNS text LANGUAGE sql AS 'SELECT NULL'$$,
      '42501', '42501', '42501', '42501'),
     ('create a table in engage_internal', 'CREATE TABLE engage_internal.evil (x int)', '42501', '42501', '42501', '42501'),
+    -- Skipping or forging schema records (extension/sql/60_schema_changes.sql).
+    ('rewrite the table-name registry', 'UPDATE engage_internal.relation_names SET relname = ''evil''',
+     '42501', '42501', '42501', '42501'),
+    ('empty the table-name registry', 'DELETE FROM engage_internal.relation_names', '42501', '42501', '42501', '42501'),
+    ('disable the schema-change trigger', 'ALTER EVENT TRIGGER engage_schema_ddl_end DISABLE',
+     '42501', '42501', '42501', '42501'),
+    ('drop the schema-change trigger', 'DROP EVENT TRIGGER engage_schema_sql_drop', '42501', '42501', '42501', '42501'),
+    ('run a schema-change trigger function', 'SELECT engage_internal.schema_ddl_end()',
+     '42501', '42501', '42501', '42501'),
     -- Forging events.
     ('emit an event', $$SELECT engage.emit('pgtap.privileges', 'k', '{}')$$, '42501', '42501', 'ok', '42501'),
     -- Stopping the rollups.
@@ -407,9 +416,12 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text)
 SELECT is((SELECT array_agg(p.oid::regprocedure::text)
            FROM pg_proc AS p
            WHERE p.pronamespace = 'engage_internal'::regnamespace AND p.prosecdef
-             AND p.oid <> 'engage_internal.register_app_topic(text)'::regprocedure),
+             AND p.oid <> ALL (ARRAY['engage_internal.register_app_topic(text)'::regprocedure,
+                                     'engage_internal.schema_ddl_end()'::regprocedure,
+                                     'engage_internal.schema_sql_drop()'::regprocedure])),
           NULL, 'no step in engage_internal is SECURITY DEFINER: only the API functions that call them are '
-                '(and emit()''s topic registration, which only emit() calls)');
+                '(and emit()''s topic registration, which only emit() calls, and the schema-change '
+                'trigger functions, which only their event triggers call)');
 
 -- DROP EXTENSION leaves the roles (other databases may use them); CREATE
 -- EXTENSION reuses them.

@@ -10,8 +10,10 @@ SELECT functions_are('engage_internal', ARRAY[
     'audience_first_build', 'audience_top_up', 'audience_skip_counts',
     'rollup_rebuild_journal', 'rollup_take_journal', 'rollup_refresh_sizes', 'rollup_drop_idle_hours',
     'rollup_recompute_cumulative', 'register_app_topic',
-    'table_is_captured', 'captured_tables', 'snapshot_key', 'request_snapshots'],
-    'engage_internal holds the steps of the API functions, the topic registration of emit() and the snapshot requests');
+    'table_is_captured', 'captured_tables', 'snapshot_key', 'request_snapshots',
+    'register_relations', 'schema_ddl_end', 'schema_sql_drop'],
+    'engage_internal holds the steps of the API functions, the topic registration of emit(), '
+    'the snapshot requests and the schema-change triggers'' functions (schema_changes.sql)');
 
 -- Declarations: a comment, a fixed search_path, not SECURITY DEFINER, honest volatility.
 SELECT is((SELECT count(*) FROM pg_proc AS p

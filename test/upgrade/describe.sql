@@ -35,6 +35,10 @@ WITH members AS (
                        || ' triggers=' || coalesce((SELECT string_agg(pg_catalog.pg_get_triggerdef(t.oid), '; ' ORDER BY t.tgname)
                                                      FROM pg_catalog.pg_trigger AS t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '')
                   FROM pg_catalog.pg_class AS c WHERE c.oid = m.objid)
+           WHEN 'pg_catalog.pg_event_trigger'::regclass THEN
+               (SELECT t.evtevent || ' enabled=' || t.evtenabled::text || ' function=' || t.evtfoid::regproc::text
+                       || ' tags=' || coalesce(t.evttags::text, '')
+                  FROM pg_catalog.pg_event_trigger AS t WHERE t.oid = m.objid)
            WHEN 'pg_catalog.pg_namespace'::regclass THEN
                (SELECT 'acl=' || coalesce(n.nspacl::text, 'default')
                   FROM pg_catalog.pg_namespace AS n WHERE n.oid = m.objid)

@@ -69,6 +69,15 @@ sql upgraded -c "SET ROLE engage_writer" -c "SELECT engage.record_engagement(7, 
 sql upgraded -c "SET ROLE engage_monitor" -c "SELECT state FROM engage.shipper" >/dev/null ||
     fail "engage_monitor cannot read engage.shipper"
 
+# The schema-change triggers' registry (0.4.0) knows the same tables, with
+# the same fingerprints, whether seeded by the update or filled by CREATE
+# TABLE after a fresh install.
+registry="SELECT nspname, relname, root::regclass, fingerprint FROM engage_internal.relation_names ORDER BY 1, 2"
+if [ "$(sql fresh -c "$registry" | wc -l)" -gt 0 ]; then
+    diff -u <(sql fresh -c "$registry") <(sql upgraded -c "$registry") >"$DIR/registry.diff" ||
+        { head -n 40 "$DIR/registry.diff"; fail "the updated registry differs from a fresh install's (- fresh, + updated)"; }
+fi
+
 sql fresh -f "$HERE/describe.sql" >"$DIR/fresh.txt" || fail "could not describe the fresh install"
 sql upgraded -f "$HERE/describe.sql" >"$DIR/upgraded.txt" || fail "could not describe the updated install"
 grep -q '^function engage.emit' "$DIR/fresh.txt" || fail "the description lists no engage.emit"
