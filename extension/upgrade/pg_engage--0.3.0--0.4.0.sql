@@ -219,6 +219,7 @@ FROM engage_internal.snapshots AS s;
 COMMENT ON VIEW engage.snapshots IS 'Snapshots of the pg_engage shipper and their progress';
 
 REVOKE ALL ON engage_internal.snapshots FROM PUBLIC;
+REVOKE ALL ON SEQUENCE engage_internal.snapshots_id_seq FROM PUBLIC;
 REVOKE ALL ON engage.snapshots FROM PUBLIC;
 REVOKE ALL ON FUNCTION engage_internal.table_is_captured(text, text),
                        engage_internal.captured_tables(),
