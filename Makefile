@@ -36,7 +36,7 @@ include $(PGXS)
 SHARED_SRC = plugin/engage_handoff.h plugin/topicname.c plugin/tablelist.c plugin/emitauth.c \
              plugin/schemadesc.c
 extension/shared.o: $(SHARED_SRC)
-$(OBJS): extension/engage.h plugin/engage_handoff.h
+$(OBJS): extension/engage.h extension/snapshot.h plugin/engage_handoff.h
 
 pg_engage--$(EXTVERSION).sql: $(SQL_PARTS) pg_engage.control
 	cat $(SQL_PARTS) > $@

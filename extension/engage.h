@@ -10,6 +10,7 @@
  *	shipper.c		the worker: one long-lived decoding session into Kafka
  *	slotloss.c		the shipper's own record of its position; lost slots
  *	snapshot.c		snapshots: chunks read by key, placed in the stream by watermarks
+ *	snapshotread.c	reading a snapshot's chunk from its table (snapshot.h)
  *	snapshotreq.c	snapshot requests and progress (engage_internal.snapshots)
  *	tracker.c		in-flight transactions and the position safe to confirm
  *	producer.c		everything that touches librdkafka

@@ -36,6 +36,7 @@
  * SHARE) and no transaction lasts longer than one chunk's read.
  */
 #include "engage.h"
+#include "snapshot.h"
 
 #include <limits.h>
 
@@ -60,55 +61,8 @@
 
 /* Transactions remembered as decoded, to check a chunk's snapshot against. */
 #define DECODED_RING 8192
-/* A chunk stops growing once its records take this many bytes. */
-#define CHUNK_MAX_BYTES (32 * 1024 * 1024)
-/* Rows fetched from the chunk's cursor at a time. */
-#define FETCH_ROWS 256
 /* How often the requests are looked at when no snapshot is open. */
 #define POLL_INTERVAL_MS 1000
-
-/* One row of the chunk held: its record body and facts, in the chunk's arena. */
-typedef struct ChunkRow
-{
-	int			body;
-	int			body_len;
-	int			key;			/* -1: the record has no key */
-	int			key_len;
-	int			topic;			/* -1: it has none (oversized) */
-	int			topic_len;
-	const char *no_topic_reason;
-	int			keytext;		/* the key's values as text, NUL-terminated */
-	uint32		hash;			/* of the key */
-	bool		dropped;		/* changed in the stream meanwhile */
-	bool		reread;			/* ... by an update: read it again */
-} ChunkRow;
-
-/* The chunk read and held until decoding reaches its watermark. */
-typedef struct Chunk
-{
-	bool		held;
-	char		nonce[17];		/* names its watermark */
-	TransactionId xmin;			/* the snapshot S it was read with */
-	TransactionId xmax;
-	TransactionId *xip;			/* sorted */
-	int			xcnt;
-	StringInfoData arena;
-	ChunkRow   *rows;
-	int			nrows;
-	int			maxrows;
-	int		   *index;			/* open addressing by key hash: row + 1, 0 empty */
-	uint32		index_mask;
-	char	   *table;
-	Oid			relid;
-	char	  **last_key;		/* key texts of its last row; NULL: no row */
-	int			nkeys;
-	bool		last;			/* it reached the table's end */
-	bool		is_reread;		/* it reads the keys of reread, not the next rows */
-	bool		first;			/* the first chunk of a snapshot (not resumed) */
-	bool		announce_start; /* at its watermark: a snapshot record "started" */
-	bool		announce_done;	/* ... and one "done" after the rows */
-	int			emitted;		/* next row to write at the watermark */
-} Chunk;
 
 /* The progress a chunk makes, recorded once Kafka acknowledged it. */
 typedef struct Progress
@@ -127,13 +81,13 @@ typedef struct Written
 	XLogRecPtr	end_lsn;		/* end of its transaction; Invalid until its commit */
 } Written;
 
-static void *plugin = NULL;		/* the plugin's state, for its calls */
+void	   *snap_plugin = NULL;		/* the plugin's state, for its calls */
 static MemoryContext snap_cxt = NULL;	/* everything of the session's snapshots */
-static MemoryContext chunk_cxt = NULL;	/* the chunk held */
-static Chunk chunk;
+MemoryContext chunk_cxt = NULL;	/* the chunk held */
+Chunk		chunk;
 static bool have_request = false;
-static SnapshotRequest request;
-static int64 chunk_no = 0;
+SnapshotRequest snap_request;
+int64		chunk_no = 0;
 static bool request_exhausted = false;	/* its last chunk is written */
 static List *written = NIL;		/* of Written, in stream order */
 static TimestampTz next_poll = 0;
@@ -145,9 +99,9 @@ static TimestampTz next_chunk = 0;	/* throttle */
  * fill in (the key texts of each, in snap_cxt).  Meanwhile the progress of
  * the chunk waits in held_progress.
  */
-static char ***reread = NULL;
-static int	nreread = 0;
-static int	reread_nkeys = 0;
+char	 ***reread = NULL;
+int			nreread = 0;
+int			reread_nkeys = 0;
 static bool progress_held = false;
 static int64 reread_rows = 0;	/* of the request, this session */
 static Progress held_progress;
@@ -158,7 +112,7 @@ static int	decoded_next = 0;
 void
 snapshot_session_start(void *plugin_state)
 {
-	plugin = plugin_state;
+	snap_plugin = plugin_state;
 	snap_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage snapshots",
 									 ALLOCSET_SMALL_SIZES);
 	chunk_cxt = NULL;
@@ -189,7 +143,7 @@ snapshot_session_end(void)
 	reread = NULL;
 	nreread = 0;
 	progress_held = false;
-	plugin = NULL;
+	snap_plugin = NULL;
 }
 
 /* Remembers a transaction whose events were decoded. */
@@ -201,8 +155,8 @@ snapshot_saw_begin(TransactionId xid)
 }
 
 /* Orders transaction ids for bsearch. */
-static int
-xid_cmp(const void *a, const void *b)
+int
+snapshot_xid_cmp(const void *a, const void *b)
 {
 	TransactionId x = *(const TransactionId *) a;
 	TransactionId y = *(const TransactionId *) b;
@@ -218,7 +172,7 @@ unseen_by_chunk(TransactionId xid)
 		return false;
 	if (TransactionIdFollowsOrEquals(xid, chunk.xmax))
 		return true;
-	return bsearch(&xid, chunk.xip, chunk.xcnt, sizeof(TransactionId), xid_cmp) != NULL;
+	return bsearch(&xid, chunk.xip, chunk.xcnt, sizeof(TransactionId), snapshot_xid_cmp) != NULL;
 }
 
 /* Drops the chunk (its memory and what it held). */
@@ -346,7 +300,7 @@ snapshot_saw_watermark(const EngageRecordFacts *facts)
 	else
 	{
 		w = palloc0(sizeof(Written));
-		w->request = request.id;
+		w->request = snap_request.id;
 		w->progress = held_progress;
 		written = lappend(written, w);
 		chunk.announce_done = held_progress.last;
@@ -367,7 +321,7 @@ snapshot_saw_watermark(const EngageRecordFacts *facts)
 static void
 write_snapshot_record(StringInfo out, EngageRecordFacts *facts, const char *state)
 {
-	EngageHandoff *h = plugin;
+	EngageHandoff *h = snap_plugin;
 	MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
 	char	   *topic = psprintf("%s-control", engage_topic_prefix);
 	StringInfoData body;
@@ -375,8 +329,8 @@ write_snapshot_record(StringInfo out, EngageRecordFacts *facts, const char *stat
 	initStringInfo(&body);
 	appendStringInfoString(&body, ",\"table\":");
 	escape_json(&body, chunk.table);
-	appendStringInfo(&body, ",\"snapshot\":{\"id\":%lld,\"reason\":", (long long) request.id);
-	escape_json(&body, request.reason);
+	appendStringInfo(&body, ",\"snapshot\":{\"id\":%lld,\"reason\":", (long long) snap_request.id);
+	escape_json(&body, snap_request.reason);
 	appendStringInfo(&body, ",\"state\":\"%s\"}", state);
 	memset(facts, 0, sizeof(*facts));
 	facts->kind = ENGAGE_RECORD_ROW;
@@ -386,7 +340,7 @@ write_snapshot_record(StringInfo out, EngageRecordFacts *facts, const char *stat
 	facts->topic = (EngageBytes) {topic, strlen(topic)};
 	facts->key = facts->table;
 	resetStringInfo(out);
-	h->snapshot.write_read(plugin, out, "snapshot", body.data, body.len, facts);
+	h->snapshot.write_read(snap_plugin, out, "snapshot", body.data, body.len, facts);
 	MemoryContextSwitchTo(old);
 }
 
@@ -398,7 +352,7 @@ write_snapshot_record(StringInfo out, EngageRecordFacts *facts, const char *stat
 bool
 snapshot_next_read(StringInfo out, EngageRecordFacts *facts)
 {
-	EngageHandoff *h = plugin;
+	EngageHandoff *h = snap_plugin;
 
 	if (chunk.announce_start)
 	{
@@ -435,7 +389,7 @@ snapshot_next_read(StringInfo out, EngageRecordFacts *facts)
 		if (row->key >= 0)
 			facts->key = (EngageBytes) {arena + row->key, row->key_len};
 		resetStringInfo(out);
-		h->snapshot.write_read(plugin, out, "read", arena + row->body, row->body_len, facts);
+		h->snapshot.write_read(snap_plugin, out, "read", arena + row->body, row->body_len, facts);
 	}
 	return true;
 }
@@ -507,7 +461,7 @@ record_acknowledged(XLogRecPtr acked, ResourceOwner owner)
 		if (w->progress.last)
 			ereport(LOG, (errmsg("pg_engage shipper: snapshot %lld of %s is done; "
 								 "%lld rows changed by updates while read were read again",
-								 (long long) w->request, request.table, (long long) reread_rows)));
+								 (long long) w->request, snap_request.table, (long long) reread_rows)));
 	}
 	if (!any)
 		return;
@@ -518,18 +472,6 @@ record_acknowledged(XLogRecPtr acked, ResourceOwner owner)
 		written = list_copy(remaining);
 		MemoryContextSwitchTo(old);
 	}
-}
-
-/* Makes the chunk's snapshot S the one of the running transaction. */
-static void
-keep_snapshot(Snapshot snap)
-{
-	chunk.xmin = snap->xmin;
-	chunk.xmax = snap->xmax;
-	chunk.xcnt = snap->xcnt;
-	chunk.xip = palloc(sizeof(TransactionId) * Max(snap->xcnt, 1));
-	memcpy(chunk.xip, snap->xip, sizeof(TransactionId) * snap->xcnt);
-	qsort(chunk.xip, chunk.xcnt, sizeof(TransactionId), xid_cmp);
 }
 
 /* Did S see as running a transaction the shipper had already decoded? */
@@ -543,341 +485,16 @@ snapshot_missed_decoded(void)
 	return false;
 }
 
-/* An alias for the table's rows that is none of its column names. */
-static char *
-row_alias(TupleDesc desc)
-{
-	char	   *alias = pstrdup("r");
-
-	for (int i = 0; i < desc->natts; i++)
-		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), alias) == 0)
-		{
-			alias = psprintf("%s_", alias);
-			i = -1;
-		}
-	return alias;
-}
-
-/*
- * The query of a chunk: the whole row and its key columns as text, after
- * the last key ($1...) when there is one, or (by_keys) of the keys in the
- * arrays $1..., in key order.  ONLY a plain table
- * (not its inheritance children); a partitioned table with its partitions.
- */
-static char *
-chunk_query(Relation rel, int *keys, int nkeys, bool after, bool by_keys)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	char	   *alias = row_alias(desc);
-	StringInfoData q;
-	StringInfoData cols;
-
-	initStringInfo(&q);
-	initStringInfo(&cols);
-	appendStringInfo(&q, "SELECT %s", alias);
-	for (int k = 0; k < nkeys; k++)
-	{
-		const char *col = quote_identifier(NameStr(TupleDescAttr(desc, keys[k] - 1)->attname));
-
-		appendStringInfo(&q, ", %s.%s::pg_catalog.text", alias, col);
-		appendStringInfo(&cols, "%s%s.%s", k ? ", " : "", alias, col);
-	}
-	appendStringInfo(&q, " FROM %s%s AS %s",
-					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
-					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												RelationGetRelationName(rel)), alias);
-	if (after || by_keys)
-	{
-		appendStringInfo(&q, by_keys ? " WHERE ROW(%s) IN (SELECT * FROM ROWS FROM (" :
-						 " WHERE ROW(%s) > ROW(", cols.data);
-		for (int k = 0; k < nkeys; k++)
-		{
-			Oid			type = TupleDescAttr(desc, keys[k] - 1)->atttypid;
-
-			if (by_keys)
-				appendStringInfo(&q, "%spg_catalog.unnest($%d::pg_catalog.text[]::%s[])",
-								 k ? ", " : "", k + 1, format_type_be_qualified(type));
-			else
-				appendStringInfo(&q, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1,
-								 format_type_be_qualified(type));
-		}
-		appendStringInfoString(&q, by_keys ? "))" : ")");
-	}
-	appendStringInfo(&q, " ORDER BY %s", cols.data);
-	return q.data;
-}
-
-/* The attribute numbers of the key records carry as "pk"; 0 when none. */
-static int
-key_columns(Relation rel, int **keys)
-{
-	Oid			indexoid = RelationGetReplicaIndex(rel);
-	Relation	index;
-	int			n;
-
-	if (!OidIsValid(indexoid))
-		indexoid = RelationGetPrimaryKeyIndex(rel);
-	if (!OidIsValid(indexoid))
-		return 0;
-	index = index_open(indexoid, AccessShareLock);
-	n = index->rd_index->indnkeyatts;
-	*keys = palloc(sizeof(int) * n);
-	for (int k = 0; k < n; k++)
-		(*keys)[k] = index->rd_index->indkey.values[k];
-	index_close(index, AccessShareLock);
-	return n;
-}
-
-/* Appends len bytes to the chunk's arena; returns their offset. */
-static int
-arena_add(const char *data, int len)
-{
-	int			off = chunk.arena.len;
-
-	appendBinaryStringInfo(&chunk.arena, data, len);
-	return off;
-}
-
-/*
- * Adds the row tuple (a row of rel) to the chunk, written by the plugin,
- * with the texts of its key (columns 2... of row i of rows).
- */
-static void
-add_row(void *erel, HeapTuple tuple, StringInfo body, SPITupleTable *rows, uint64 i)
-{
-	EngageHandoff *h = plugin;
-	EngageRecordFacts facts;
-	ChunkRow   *row;
-
-	resetStringInfo(body);
-	h->snapshot.write_row(plugin, erel, tuple, body, &facts);
-	if (chunk.nrows == chunk.maxrows)
-	{
-		chunk.maxrows *= 2;
-		chunk.rows = repalloc(chunk.rows, sizeof(ChunkRow) * chunk.maxrows);
-	}
-	row = &chunk.rows[chunk.nrows++];
-	memset(row, 0, sizeof(*row));
-	row->key = row->topic = -1;
-	if (facts.key.data != NULL)
-	{
-		row->key_len = facts.key.len;
-		row->key = arena_add(facts.key.data, facts.key.len);
-		row->hash = hash_bytes((const unsigned char *) facts.key.data, facts.key.len);
-	}
-	if (facts.topic.data != NULL)
-	{
-		row->topic_len = facts.topic.len;
-		row->topic = arena_add(facts.topic.data, facts.topic.len);
-	}
-	if (facts.no_topic_reason != NULL)
-		row->no_topic_reason = pstrdup(facts.no_topic_reason);
-	row->body_len = body->len;
-	row->body = arena_add(body->data, body->len);
-	row->keytext = chunk.arena.len;
-	for (int k = 0; k < chunk.nkeys; k++)
-	{
-		char	   *text = SPI_getvalue(rows->vals[i], rows->tupdesc, k + 2);
-
-		arena_add(text, strlen(text) + 1);
-		pfree(text);
-	}
-}
-
-/* Indexes the chunk's rows by the hash of their key, for snapshot_saw_row(). */
-static void
-index_rows(void)
-{
-	uint32		size = 16;
-
-	while (size < (uint32) chunk.nrows * 2)
-		size *= 2;
-	chunk.index = palloc0(sizeof(int) * size);
-	chunk.index_mask = size - 1;
-	for (int i = 0; i < chunk.nrows; i++)
-	{
-		uint32		slot;
-
-		if (chunk.rows[i].key < 0)
-			continue;
-		for (slot = chunk.rows[i].hash & chunk.index_mask; chunk.index[slot] != 0;
-			 slot = (slot + 1) & chunk.index_mask)
-			;
-		chunk.index[slot] = i + 1;
-	}
-}
-
-/* Keeps the key texts of the cursor's row i (columns 2...) as the chunk's last key. */
-static void
-keep_last_key(SPITupleTable *rows, uint64 i, int nkeys)
-{
-	chunk.nkeys = nkeys;
-	chunk.last_key = MemoryContextAlloc(chunk_cxt, sizeof(char *) * nkeys);
-	for (int k = 0; k < nkeys; k++)
-		chunk.last_key[k] = MemoryContextStrdup(chunk_cxt,
-												SPI_getvalue(rows->vals[i], rows->tupdesc, k + 2));
-}
-
-/*
- * Reads the chunk's rows from the cursor into it: at most
- * engage.snapshot_chunk_rows rows or CHUNK_MAX_BYTES.  Sets chunk.last when
- * the table ended first.
- */
-static void
-read_rows(Portal cursor, void *erel, int nkeys)
-{
-	StringInfoData body;
-	int			wanted = engage_snapshot_chunk_rows;
-
-	initStringInfo(&body);
-	chunk.last = false;
-	if (chunk.is_reread)
-		wanted = INT_MAX;		/* every key asked for, whatever their size */
-	while (chunk.nrows < wanted && (chunk.is_reread || chunk.arena.len < CHUNK_MAX_BYTES))
-	{
-		SPITupleTable *rows;
-		uint64		n;
-		uint64		i;
-
-		SPI_cursor_fetch(cursor, true, Min(FETCH_ROWS, wanted - chunk.nrows));
-		/* SPI left its own context current: the chunk's rows go to the chunk's. */
-		MemoryContextSwitchTo(chunk_cxt);
-		rows = SPI_tuptable;
-		n = SPI_processed;
-		if (n == 0)
-		{
-			chunk.last = true;
-			break;
-		}
-		for (i = 0; i < n && (chunk.is_reread || chunk.arena.len < CHUNK_MAX_BYTES); i++)
-		{
-			bool		isnull;
-			HeapTupleHeader th = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
-			HeapTupleData tuple = {.t_len = HeapTupleHeaderGetDatumLength(th), .t_data = th,
-			.t_tableOid = chunk.relid};
-
-			ItemPointerSetInvalid(&tuple.t_self);
-			add_row(erel, &tuple, &body, rows, i);
-		}
-		if (!chunk.is_reread)
-			keep_last_key(rows, i - 1, nkeys);
-		SPI_freetuptable(rows);
-	}
-	pfree(body.data);
-}
-
-/* Writes the chunk's watermark in the running transaction. */
-static void
-write_watermark(void)
-{
-	StringInfoData content;
-	StringInfoData message;
-	uint64		nonce;
-
-	if (!pg_strong_random(&nonce, sizeof(nonce)))
-		elog(ERROR, "could not generate a snapshot watermark");
-	snprintf(chunk.nonce, sizeof(chunk.nonce), "%016llx", (unsigned long long) nonce);
-	initStringInfo(&content);
-	appendStringInfo(&content, "{\"snapshot\":%lld,\"chunk\":%lld,\"nonce\":\"%s\",\"rows\":%d}",
-					 (long long) request.id, (long long) chunk_no, chunk.nonce, chunk.nrows);
-	initStringInfo(&message);
-	engage_sign(&message, ENGAGE_MAC_WATERMARK, GetTopTransactionId(), content.data, content.len);
-	appendBinaryStringInfo(&message, content.data, content.len);
-	LogLogicalMessage(ENGAGE_WATERMARK_PREFIX, message.data, message.len, true);
-}
-
-/* The k-th key column of the keys to read again, as a text[] datum. */
-static Datum
-reread_array(int k)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * nreread);
-
-	for (int i = 0; i < nreread; i++)
-		elems[i] = CStringGetTextDatum(reread[i][k]);
-	return PointerGetDatum(construct_array(elems, nreread, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/*
- * Reads the next chunk of the request's table (or the rows to read again)
- * and writes its watermark, in
- * the running transaction; NULL, or why the snapshot cannot go on.
- */
-static const char *
-read_chunk(void)
-{
-	EngageHandoff *h = plugin;
-	Relation	rel;
-	void	   *erel;
-	int		   *keys = NULL;
-	int			nkeys;
-	Datum	   *args;
-	Oid		   *types;
-	Portal		cursor;
-	bool		after = request.last_key != NULL;
-
-	if (!ConditionalLockRelationOid(request.relid, AccessShareLock))
-		return "";				/* busy (DDL): next turn */
-	rel = try_relation_open(request.relid, NoLock);
-	if (rel == NULL)
-		return "the table was dropped";
-	nkeys = key_columns(rel, &keys);
-	if (nkeys == 0)
-	{
-		relation_close(rel, NoLock);
-		return "the table has no primary key or replica identity index any more";
-	}
-	if ((after && request.nkeys != nkeys) || (nreread > 0 && reread_nkeys != nkeys))
-	{
-		relation_close(rel, NoLock);
-		return "the table's key changed during the snapshot";
-	}
-	erel = h->snapshot.open_rel(plugin, rel);
-	if (erel == NULL)
-	{
-		relation_close(rel, NoLock);
-		return "the table is not captured any more (engage.tables)";
-	}
-	keep_snapshot(GetActiveSnapshot());
-	chunk.relid = request.relid;
-	chunk.table = psprintf("%s.%s", get_namespace_name(RelationGetNamespace(rel)),
-						   RelationGetRelationName(rel));
-	chunk.nkeys = nkeys;
-	chunk.is_reread = nreread > 0;
-	if (chunk.is_reread)
-		after = false;
-	chunk.first = !chunk.is_reread && !after;
-	args = palloc(sizeof(Datum) * nkeys);
-	types = palloc(sizeof(Oid) * nkeys);
-	for (int k = 0; k < nkeys; k++)
-	{
-		types[k] = chunk.is_reread ? TEXTARRAYOID : TEXTOID;
-		args[k] = chunk.is_reread ? reread_array(k) :
-			after ? CStringGetTextDatum(request.last_key[k]) : (Datum) 0;
-	}
-	cursor = SPI_cursor_open_with_args(NULL, chunk_query(rel, keys, nkeys, after, chunk.is_reread),
-									   after || chunk.is_reread ? nkeys : 0, types, args,
-									   NULL, true, 0);
-	MemoryContextSwitchTo(chunk_cxt);
-	read_rows(cursor, erel, nkeys);
-	index_rows();
-	SPI_cursor_close(cursor);
-	h->snapshot.close_rel(plugin, erel);
-	relation_close(rel, NoLock);
-	write_watermark();
-	snapshot_mark_running(request.id);
-	return NULL;
-}
-
 /* Gives up the request with why, recorded and logged. */
 static void
 fail_request(const char *why, ResourceOwner owner)
 {
 	ereport(WARNING,
 			(errmsg("pg_engage shipper: snapshot %lld of %s failed: %s",
-					(long long) request.id, request.table, why),
+					(long long) snap_request.id, snap_request.table, why),
 			 errhint("See engage.snapshots; request a new one with engage.snapshot() once the cause is fixed.")));
 	begin_work();
-	snapshot_record_failure(request.id, why);
+	snapshot_record_failure(snap_request.id, why);
 	end_work(owner);
 	have_request = false;
 	nreread = 0;
@@ -905,12 +522,12 @@ next_chunk_or_fail(ResourceOwner owner)
 		initStringInfo(&chunk.arena);
 		chunk.maxrows = 1024;
 		chunk.rows = palloc(sizeof(ChunkRow) * chunk.maxrows);
-		state = snapshot_request_state(request.id);
+		state = snapshot_request_state(snap_request.id);
 		MemoryContextSwitchTo(chunk_cxt);
 		if (state == NULL || strcmp(state, "cancelled") == 0 || strcmp(state, "failed") == 0)
 			why = "cancelled";
 		else
-			why = read_chunk();
+			why = snapshot_read_chunk();
 		MemoryContextSwitchTo(old);
 		end_work(owner);
 	}
@@ -936,7 +553,7 @@ next_chunk_or_fail(ResourceOwner owner)
 		if (strcmp(why, "cancelled") == 0)
 		{
 			ereport(LOG, (errmsg("pg_engage shipper: snapshot %lld of %s was cancelled",
-								 (long long) request.id, request.table)));
+								 (long long) snap_request.id, snap_request.table)));
 			have_request = false;
 			nreread = 0;
 			progress_held = false;
@@ -967,10 +584,10 @@ advance_request(void)
 	if (chunk.last_key == NULL)
 		return;
 	old = MemoryContextSwitchTo(snap_cxt);
-	request.nkeys = chunk.nkeys;
-	request.last_key = palloc(sizeof(char *) * chunk.nkeys);
+	snap_request.nkeys = chunk.nkeys;
+	snap_request.last_key = palloc(sizeof(char *) * chunk.nkeys);
 	for (int i = 0; i < chunk.nkeys; i++)
-		request.last_key[i] = pstrdup(chunk.last_key[i]);
+		snap_request.last_key[i] = pstrdup(chunk.last_key[i]);
 	MemoryContextSwitchTo(old);
 }
 
@@ -986,7 +603,7 @@ find_request(ResourceOwner owner)
 		return false;
 	next_poll = TimestampTzPlusMilliseconds(now, POLL_INTERVAL_MS);
 	begin_work();
-	have_request = snapshot_next_request(&request, snap_cxt);
+	have_request = snapshot_next_request(&snap_request, snap_cxt);
 	end_work(owner);
 	if (have_request)
 	{
@@ -994,8 +611,8 @@ find_request(ResourceOwner owner)
 		reread_rows = 0;
 		chunk_no = 0;
 		ereport(LOG, (errmsg("pg_engage shipper: snapshot %lld of %s %s",
-							 (long long) request.id, request.table,
-							 request.last_key ? "resumes" : "starts")));
+							 (long long) snap_request.id, snap_request.table,
+							 snap_request.last_key ? "resumes" : "starts")));
 	}
 	return have_request;
 }
@@ -1010,7 +627,7 @@ snapshot_step(XLogRecPtr acked, ResourceOwner owner)
 {
 	TimestampTz now;
 
-	if (plugin == NULL)
+	if (snap_plugin == NULL)
 		return;
 	record_acknowledged(acked, owner);
 	if (chunk.held)

@@ -44,6 +44,13 @@ def stop_shipper(cluster):
     wait_until(lambda: not cluster.shipper_pids(), 60, "the shipper to exit")
 
 
+def wait_invalidated(cluster):
+    """Waits until PostgreSQL has invalidated the shipper's slot (after a CHECKPOINT)."""
+    wait_until(lambda: "invalidating slot \"engage_shipper\"" in cluster.log()
+               or "invalidating obsolete replication slot" in cluster.log(), 60,
+               "PostgreSQL to invalidate the slot")
+
+
 def check_gap(rec, cluster, prefix, from_lsn, reason, from_max=None):
     """The gap record covers from_lsn (to from_max) to the new slot's start; the status shows it."""
     to_lsn = rec["to_lsn"]
@@ -137,9 +144,7 @@ def test_slot_invalidated_while_broker_down(cluster, broker, prefix):
             wait_until(lambda: warning in cluster.log(), 30, "the warning that the slot is about to be lost")
             assert cluster.log().count(warning) == 1
             conn.execute("CHECKPOINT")
-        wait_until(lambda: "invalidating slot \"engage_shipper\"" in cluster.log()
-                   or "invalidating obsolete replication slot" in cluster.log(), 60,
-                   "PostgreSQL to invalidate the slot")
+        wait_invalidated(cluster)
     finally:
         broker.restart()
     recs = wait_gap(broker, prefix, "after the slot was invalidated")
@@ -185,9 +190,7 @@ def test_resnapshot_after_invalidation_rebuilds_the_database(cluster, broker, pr
                              "WHERE name LIKE 'gap %'")
             conn.execute("DELETE FROM engage.members WHERE name LIKE 'gap 1%'")
             conn.execute("CHECKPOINT")
-        wait_until(lambda: "invalidating slot \"engage_shipper\"" in cluster.log()
-                   or "invalidating obsolete replication slot" in cluster.log(), 60,
-                   "PostgreSQL to invalidate the slot")
+        wait_invalidated(cluster)
     finally:
         broker.restart()
     recs = wait_gap(broker, prefix, "after the slot was invalidated")
