@@ -183,8 +183,9 @@ def test_missing_database(make_cluster, broker, request):
     wait_until(lambda: c.confirmed_flush(), 30, "the shipper's slot")
     c.query("INSERT INTO engage.members (name) VALUES ('in nosuchdb')", dbname="nosuchdb")
     c.wait_shipped()
+    # (the initial snapshot of the new slot may read the row too: a read record, not counted)
     names = [json.loads(e.value)["new"]["name"] for e in broker.read_prefix(c.prefix)
-             if e.topic == f"{c.prefix}.members"]
+             if e.topic == f"{c.prefix}.members" and json.loads(e.value)["op"] == "insert"]
     assert names == ["in nosuchdb"]
     assert not worker_exits(c.log())
 
