@@ -13,6 +13,7 @@
  *	snapshotread.c	reading a snapshot's chunk from its table (snapshot.h)
  *	snapshotreq.c	snapshot requests and progress (engage_internal.snapshots)
  *	tracker.c		in-flight transactions and the position safe to confirm
+ *	delivery.c		exactly once: Kafka transactions, the progress topic
  *	producer.c		everything that touches librdkafka
  *	status.c		shared status and engage.shipper_status()
  *	emit.c			engage.emit(): transactional application events
@@ -51,6 +52,7 @@ extern int	engage_poison_policy;
 extern char *engage_dead_letter_topic;
 extern int	engage_on_slot_loss;
 extern int	engage_snapshot_mode;
+extern int	engage_delivery;
 extern int	engage_snapshot_chunk_rows;
 extern int	engage_snapshot_rows_per_second;
 extern bool engage_tombstones;
@@ -69,6 +71,13 @@ typedef enum EngageSlotLossPolicy
 	ENGAGE_SLOT_LOSS_CONTINUE,	/* announce the gap, go on from a new slot */
 	ENGAGE_SLOT_LOSS_STOP		/* announce in the status, wait for the operator */
 } EngageSlotLossPolicy;
+
+/* How events reach Kafka (engage.delivery). */
+typedef enum EngageDelivery
+{
+	ENGAGE_DELIVERY_AT_LEAST_ONCE,	/* idempotent producer; resent after failures */
+	ENGAGE_DELIVERY_EXACTLY_ONCE	/* Kafka transactions and a progress topic */
+} EngageDelivery;
 
 /* Whether a new slot starts with a snapshot (engage.snapshot_mode). */
 typedef enum EngageSnapshotMode
@@ -233,9 +242,29 @@ typedef enum EngageSendResult
 	SEND_FAILED					/* see producer_failure() */
 } EngageSendResult;
 
+/* How a Kafka transaction ended (exactly_once). */
+typedef enum EngageTxnResult
+{
+	TXN_COMMITTED,
+	TXN_ABORTED,				/* nothing of it is visible: send it again */
+	TXN_FATAL					/* e.g. fenced by another shipper: stop */
+} EngageTxnResult;
+
+/* A Kafka transaction may stay open this long (the broker's default maximum). */
+#define TXN_TIMEOUT_MS 900000
+/* How long fencing, a commit or an abort may wait for the brokers. */
+#define TXN_INIT_TIMEOUT_MS 30000
+#define TXN_COMMIT_TIMEOUT_MS 60000
+
 extern bool producer_check_properties(const char *props, char **errmsg);
 extern bool producer_start(const char *brokers, const char *properties, List *credentials,
-						   const char *credentials_path, const char *dead_letter, char **errmsg);
+						   const char *credentials_path, const char *dead_letter,
+						   const char *transactional_id, char **errmsg);
+extern bool producer_txn_begin(char *errbuf, int errlen);
+extern EngageTxnResult producer_txn_commit(char *errbuf, int errlen);
+extern void producer_txn_abort(void);
+extern bool producer_ensure_compacted_topic(const char *name, char **errmsg);
+extern bool producer_read_progress(const char *topic, const char *key, char **value, char **errmsg);
 extern void producer_stop(void);
 extern EngageSendResult producer_send(const EngageMessage *msg);
 extern void producer_poll(int timeout_ms);
@@ -262,5 +291,18 @@ extern bool relnames_get(Oid relid, EngageRelName *row);
 extern void relnames_put(const EngageRelName *row);
 extern void relnames_delete(Oid relid);
 extern List *relnames_oids(const char *sql, Oid arg);
+
+/* delivery.c: exactly once (Kafka transactions, the progress topic). */
+extern char *delivery_transactional_id(void);
+extern char *delivery_session_start(bool *fatal);
+extern bool delivery_begin_txn(XLogRecPtr end_lsn);
+extern bool delivery_skipping(void);
+extern void delivery_end_txn(XLogRecPtr end_lsn);
+extern bool delivery_before_send(char *errbuf, int errlen);
+extern bool delivery_commit_due(bool caught_up);
+extern void delivery_progress_message(EngageMessage *msg, StringInfo value, XLogRecPtr *end);
+extern EngageTxnResult delivery_commit(char *errbuf, int errlen);
+extern bool delivery_txn_open(void);
+extern XLogRecPtr delivery_confirmable(XLogRecPtr lsn);
 
 #endif							/* ENGAGE_H */

@@ -27,6 +27,7 @@ int			engage_poison_policy = ENGAGE_POISON_STOP;
 char	   *engage_dead_letter_topic = NULL;
 int			engage_on_slot_loss = ENGAGE_SLOT_LOSS_RESNAPSHOT;
 int			engage_snapshot_mode = ENGAGE_SNAPSHOT_INITIAL;
+int			engage_delivery = ENGAGE_DELIVERY_AT_LEAST_ONCE;
 int			engage_snapshot_chunk_rows = 10000;
 int			engage_snapshot_rows_per_second = 0;
 bool		engage_tombstones = false;
@@ -41,6 +42,12 @@ static const struct config_enum_entry slot_loss_options[] = {
 	{"resnapshot", ENGAGE_SLOT_LOSS_RESNAPSHOT, false},
 	{"continue", ENGAGE_SLOT_LOSS_CONTINUE, false},
 	{"stop", ENGAGE_SLOT_LOSS_STOP, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry delivery_options[] = {
+	{"at_least_once", ENGAGE_DELIVERY_AT_LEAST_ONCE, false},
+	{"exactly_once", ENGAGE_DELIVERY_EXACTLY_ONCE, false},
 	{NULL, 0, false}
 };
 
@@ -174,6 +181,10 @@ engage_define_settings(void)
 	DefineCustomEnumVariable("engage.on_slot_loss",
 							 gettext_noop("What to do when the shipper's slot was lost: resnapshot, continue (announce the gap only) or stop."),
 							 NULL, &engage_on_slot_loss, ENGAGE_SLOT_LOSS_RESNAPSHOT, slot_loss_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("engage.delivery",
+							 gettext_noop("at_least_once, or exactly_once: each PostgreSQL transaction in one Kafka transaction, never twice."),
+							 NULL, &engage_delivery, ENGAGE_DELIVERY_AT_LEAST_ONCE, delivery_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("engage.snapshot_mode",
 							 gettext_noop("Whether a new slot starts with a snapshot of every captured table: initial or never."),

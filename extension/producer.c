@@ -22,6 +22,12 @@
  * A message without value data (a tombstone) is sent with Kafka's null
  * value, which an empty value is not; refused, it is a dead letter with a
  * null value too (it has no value that could make it too large).
+ *
+ * Under engage.delivery = exactly_once the producer is transactional (a
+ * transactional.id per slot, so that a second shipper of the slot fences the
+ * first), the shipper groups whole PostgreSQL transactions into Kafka
+ * transactions, and the progress topic, read committed, tells where the last
+ * committed one ended (producer_read_progress()).
  */
 #include "engage.h"
 
@@ -88,6 +94,8 @@ static int	nacks = 0;
 static int	acks_size = 0;
 static int64 acked_events = 0;	/* since the last producer_take_counts() */
 static int64 acked_bytes = 0;
+static rd_kafka_conf_t *consumer_conf = NULL;	/* for reading the progress topic */
+static bool transactional = false;	/* engage.delivery = exactly_once */
 static LogLine log_ring[LOG_RING];
 static int	log_head = 0;		/* next line to hand over */
 static int	log_tail = 0;		/* next free line */
@@ -369,9 +377,14 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 	{
 		char		fatal[256];
+		rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
 
-		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-		note_failure(FAILURE_RETRY, "fatal producer error: %s", fatal);
+		/* Fenced: a second shipper of the slot took over; starting again would fence it back. */
+		if (cause == RD_KAFKA_RESP_ERR__FENCED || cause == RD_KAFKA_RESP_ERR_PRODUCER_FENCED)
+			note_failure(FAILURE_POISON, "this shipper was fenced by another with the same "
+						 "transactional.id (a second shipper of the slot and prefix): %s", fatal);
+		else
+			note_failure(FAILURE_RETRY, "fatal producer error: %s", fatal);
 	}
 }
 
@@ -531,12 +544,34 @@ reset_outcomes(void)
 }
 
 /*
+ * Fences earlier producers of the transactional id and aborts what they left
+ * open; false with a palloc'd message (the broker did not answer in time, or
+ * refused).
+ */
+static bool
+init_transactions(char **errmsg)
+{
+	rd_kafka_error_t *error = rd_kafka_init_transactions(producer, TXN_INIT_TIMEOUT_MS);
+
+	if (error == NULL)
+		return true;
+	*errmsg = psprintf("Kafka transactions could not be initialized: %s", rd_kafka_error_string(error));
+	rd_kafka_error_destroy(error);
+	return false;
+}
+
+/*
  * Creates the producer for brokers with extra properties and those of the
- * credentials file (DefElem list); dead-letter topic NULL means the stop policy.  False with a palloc'd message on failure.
+ * credentials file (DefElem list); dead-letter topic NULL means the stop
+ * policy; transactional_id NULL means at-least-once delivery, else the
+ * producer is transactional, its earlier instances fenced and their open
+ * transaction aborted (this can wait for the broker up to
+ * TXN_INIT_TIMEOUT_MS).  False with a palloc'd message on failure.
  */
 bool
 producer_start(const char *brokers, const char *properties, List *credentials,
-			   const char *credentials_path, const char *dead_letter, char **errmsg)
+			   const char *credentials_path, const char *dead_letter,
+			   const char *transactional_id, char **errmsg)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
@@ -562,19 +597,33 @@ producer_start(const char *brokers, const char *properties, List *credentials,
 		rd_kafka_conf_destroy(conf);
 		return false;
 	}
-	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_log_cb(conf, on_log);
+	consumer_conf = rd_kafka_conf_dup(conf);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	if (transactional_id != NULL)
+	{
+		set_required(conf, "transactional.id", transactional_id);
+		set_required(conf, "transaction.timeout.ms", CppAsString2(TXN_TIMEOUT_MS));
+	}
 	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (producer == NULL)
 	{
 		rd_kafka_conf_destroy(conf);
+		rd_kafka_conf_destroy(consumer_conf);
+		consumer_conf = NULL;
 		*errmsg = pstrdup(errstr);
 		return false;
 	}
 	rd_kafka_set_log_queue(producer, NULL);
 	reset_outcomes();
 	dead_letter_topic = dead_letter ? strdup(dead_letter) : NULL;
+	transactional = transactional_id != NULL;
+	if (transactional && !init_transactions(errmsg))
+	{
+		producer_stop();
+		return false;
+	}
 	return true;
 }
 
@@ -767,6 +816,10 @@ producer_stop(void)
 	}
 	free(dead_letter_topic);
 	dead_letter_topic = NULL;
+	if (consumer_conf != NULL)
+		rd_kafka_conf_destroy(consumer_conf);
+	consumer_conf = NULL;
+	transactional = false;
 	nacks = 0;
 }
 
@@ -1135,4 +1188,156 @@ producer_max_message_bytes(const char *properties)
 		pfree(asked);
 	asked = MemoryContextStrdup(TopMemoryContext, properties);
 	return max;
+}
+
+
+/*
+ * Begins a Kafka transaction (exactly_once); false with the reason in
+ * errbuf (the producer must then be started again).
+ */
+bool
+producer_txn_begin(char *errbuf, int errlen)
+{
+	rd_kafka_error_t *error = rd_kafka_begin_transaction(producer);
+
+	if (error == NULL)
+		return true;
+	snprintf(errbuf, errlen, "could not begin a Kafka transaction: %s", rd_kafka_error_string(error));
+	rd_kafka_error_destroy(error);
+	return false;
+}
+
+/*
+ * Commits the Kafka transaction: everything sent in it is delivered first.
+ * A retriable error is retried; one that requires an abort aborts
+ * (TXN_ABORTED: send it all again); any other (fenced by another producer
+ * of the transactional id, ...) is TXN_FATAL.  The reason goes to errbuf.
+ */
+EngageTxnResult
+producer_txn_commit(char *errbuf, int errlen)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		rd_kafka_error_t *error = rd_kafka_commit_transaction(producer, TXN_COMMIT_TIMEOUT_MS);
+		EngageTxnResult result;
+
+		if (error == NULL)
+			return TXN_COMMITTED;
+		snprintf(errbuf, errlen, "Kafka transaction not committed: %s", rd_kafka_error_string(error));
+		if (rd_kafka_error_is_retriable(error) && attempt < 3)
+		{
+			rd_kafka_error_destroy(error);
+			continue;
+		}
+		result = rd_kafka_error_txn_requires_abort(error) ? TXN_ABORTED : TXN_FATAL;
+		rd_kafka_error_destroy(error);
+		if (result == TXN_ABORTED)
+			producer_txn_abort();
+		return result;
+	}
+}
+
+/* Aborts the Kafka transaction (what it held is never seen by read_committed consumers). */
+void
+producer_txn_abort(void)
+{
+	rd_kafka_error_t *error = rd_kafka_abort_transaction(producer, TXN_COMMIT_TIMEOUT_MS);
+
+	if (error != NULL)
+		rd_kafka_error_destroy(error);
+}
+
+/*
+ * Makes sure the compacted topic exists (the progress topic: only the last
+ * record of each key matters); false with a palloc'd message.
+ */
+bool
+producer_ensure_compacted_topic(const char *name, char **errmsg)
+{
+	rd_kafka_NewTopic_t *topic = rd_kafka_NewTopic_new(name, 1, -1, NULL, 0);
+	rd_kafka_queue_t *queue = rd_kafka_queue_new(producer);
+	rd_kafka_event_t *ev;
+	const rd_kafka_topic_result_t **results;
+	size_t		n;
+	bool		ok = false;
+
+	rd_kafka_NewTopic_set_config(topic, "cleanup.policy", "compact");
+	rd_kafka_CreateTopics(producer, &topic, 1, NULL, queue);
+	ev = rd_kafka_queue_poll(queue, DIAGNOSE_TIMEOUT_MS * 2);
+	if (ev == NULL)
+		*errmsg = psprintf("Kafka did not answer the creation of topic \"%s\" in time", name);
+	else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		*errmsg = psprintf("could not create topic \"%s\": %s", name, rd_kafka_event_error_string(ev));
+	else
+	{
+		results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+		if (n == 1 && rd_kafka_topic_result_error(results[0]) != RD_KAFKA_RESP_ERR_NO_ERROR &&
+			rd_kafka_topic_result_error(results[0]) != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+			*errmsg = psprintf("could not create topic \"%s\": %s", name,
+							   rd_kafka_topic_result_error_string(results[0]));
+		else
+			ok = true;
+	}
+	if (ev != NULL)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(queue);
+	rd_kafka_NewTopic_destroy(topic);
+	return ok;
+}
+
+/*
+ * Reads the progress topic (one partition) to its end as a read_committed
+ * consumer, the same brokers and properties as the producer: *value is a
+ * palloc'd copy of the last value with key key, or NULL when there is none.
+ * False with a palloc'd message when it cannot be read.
+ */
+bool
+producer_read_progress(const char *topic, const char *key, char **value, char **errmsg)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_dup(consumer_conf);
+	rd_kafka_t *consumer;
+	rd_kafka_topic_partition_list_t *parts;
+	char		errstr[512];
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TXN_INIT_TIMEOUT_MS);
+	bool		done = false;
+
+	*value = NULL;
+	set_required(conf, "isolation.level", "read_committed");
+	set_required(conf, "enable.partition.eof", "true");
+	set_required(conf, "enable.auto.commit", "false");
+	set_required(conf, "group.id", "pg_engage-progress");
+	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (consumer == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		*errmsg = pstrdup(errstr);
+		return false;
+	}
+	rd_kafka_set_log_queue(consumer, NULL);
+	parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_assign(consumer, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	while (!done && GetCurrentTimestamp() < deadline)
+	{
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(consumer, 200);
+
+		if (msg == NULL)
+			continue;
+		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			done = true;
+		else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && msg->key_len == strlen(key) &&
+				 memcmp(msg->key, key, msg->key_len) == 0 && msg->payload != NULL)
+		{
+			if (*value != NULL)
+				pfree(*value);
+			*value = pnstrdup(msg->payload, msg->len);
+		}
+		rd_kafka_message_destroy(msg);
+	}
+	rd_kafka_consumer_close(consumer);
+	rd_kafka_destroy(consumer);
+	if (!done)
+		*errmsg = psprintf("could not read topic \"%s\" to its end in time", topic);
+	return done;
 }

@@ -70,11 +70,11 @@ static StringInfo read_buf = NULL;	/* snapshot read records, in session_cxt */
 static char *
 settings_fingerprint(void)
 {
-	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d|%d|%d", engage_enabled, engage_brokers,
+	return psprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%d|%d|%d|%d", engage_enabled, engage_brokers,
 					engage_database, engage_slot_name, engage_topic_prefix,
 					engage_tables, engage_kafka_properties, engage_kafka_credentials_file,
 					engage_dead_letter_topic, engage_poison_policy, engage_on_slot_loss,
-					engage_tombstones);
+					engage_tombstones, engage_delivery);
 }
 
 /*
@@ -282,6 +282,23 @@ wait_for_room(void)
 }
 
 /*
+ * Hands one message to the producer, counted in its tracked transaction;
+ * under exactly_once inside a Kafka transaction.  Waits for room in
+ * librdkafka's queue; never drops a message.
+ */
+static void
+hand_over(EngageMessage *msg)
+{
+	char		error[256];
+
+	if (!delivery_before_send(error, sizeof(error)))
+		ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE), errmsg("pg_engage shipper: %s", error)));
+	tracker_add(msg->txn);
+	while (producer_send(msg) == SEND_QUEUE_FULL)
+		wait_for_room();
+}
+
+/*
  * Under engage.tombstones, after a delete with a key (also the delete of a
  * key change): a message with the same topic and key and a null value, so
  * that a compacted topic drops the row.  Tracked in the delete's
@@ -303,9 +320,7 @@ send_tombstone(const EngageRecordFacts *facts, uint64 txn)
 		.id = {id, strlen(id)}, .op = "tombstone", .table = facts->table,
 		.lsn = facts->lsn, .txn = txn
 	};
-	tracker_add(txn);
-	while (producer_send(&msg) == SEND_QUEUE_FULL)
-		wait_for_room();
+	hand_over(&msg);
 	pfree(id);
 }
 
@@ -313,7 +328,7 @@ send_tombstone(const EngageRecordFacts *facts, uint64 txn)
 static void
 send_event(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
 {
-	uint64		txn = in_txn ? current_txn : tracker_begin();
+	uint64		txn;
 	EngageMessage msg = {
 		.topic = facts->topic,
 		.no_topic_reason = facts->no_topic_reason,
@@ -322,13 +337,14 @@ send_event(const EngageRecordFacts *facts, StringInfo record, XLogRecPtr lsn)
 		.id = facts->id,
 		.op = facts->op,
 		.table = facts->table,
-		.lsn = facts->lsn,
-		.txn = txn
+		.lsn = facts->lsn
 	};
 
-	tracker_add(txn);
-	while (producer_send(&msg) == SEND_QUEUE_FULL)
-		wait_for_room();
+	if (delivery_skipping())
+		return;					/* Kafka committed it already (exactly_once) */
+	txn = in_txn ? current_txn : tracker_begin();
+	msg.txn = txn;
+	hand_over(&msg);
 	send_tombstone(facts, txn);
 	if (!in_txn)
 		tracker_commit(txn, lsn);
@@ -418,11 +434,13 @@ shipper_write(LogicalDecodingContext *lctx, XLogRecPtr lsn, TransactionId xid,
 			current_txn = tracker_begin();
 			in_txn = true;
 			snapshot_saw_begin(xid);
+			(void) delivery_begin_txn(facts->end_lsn);
 			break;
 		case ENGAGE_RECORD_COMMIT:
 			tracker_commit(current_txn, facts->end_lsn);
 			in_txn = false;
 			snapshot_saw_commit(facts->end_lsn);
+			delivery_end_txn(facts->end_lsn);
 			break;
 		case ENGAGE_RECORD_ROW:
 			snapshot_saw_row(facts, xid);
@@ -551,9 +569,7 @@ announce_gap(const char *why, XLogRecPtr from)
 	initStringInfo(&rec);
 	gap_record(&rec, id, from, confirmed, why);
 	msg.value = (EngageBytes) {rec.data, rec.len};
-	tracker_add(txn);
-	while (producer_send(&msg) == SEND_QUEUE_FULL)
-		wait_for_room();
+	hand_over(&msg);
 	tracker_commit(txn, confirmed);
 }
 
@@ -593,6 +609,7 @@ start_producer(void)
 	char	   *error = engage_config_problem();
 	const char *path = engage_kafka_credentials_file;
 	bool		ok;
+	bool		fatal;
 
 	if (error != NULL)
 	{
@@ -609,11 +626,24 @@ start_producer(void)
 	}
 	ok = producer_start(engage_brokers, engage_kafka_properties, credentials, path,
 						engage_poison_policy == ENGAGE_POISON_DEAD_LETTER ?
-						engage_dead_letter_topic : NULL, &error);
+						engage_dead_letter_topic : NULL, delivery_transactional_id(), &error);
 	engage_forget_credentials(credentials);
 	if (!ok)
-		report(SHIPPER_STOPPED_ON_ERROR, psprintf("invalid Kafka configuration: %s", error));
-	return ok;
+	{
+		report(engage_delivery == ENGAGE_DELIVERY_EXACTLY_ONCE ? SHIPPER_WAITING_FOR_BROKER :
+			   SHIPPER_STOPPED_ON_ERROR,
+			   engage_delivery == ENGAGE_DELIVERY_EXACTLY_ONCE ? error :
+			   psprintf("invalid Kafka configuration: %s", error));
+		return false;
+	}
+	error = delivery_session_start(&fatal);
+	if (error != NULL)
+	{
+		report(fatal ? SHIPPER_STOPPED_ON_ERROR : SHIPPER_WAITING_FOR_BROKER,
+			   psprintf("exactly_once: %s", error));
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -689,6 +719,7 @@ confirm_progress(bool force)
 	/* Nothing in flight: everything decoded so far is safe, relevant or not. */
 	if (tracker_empty() && !in_txn)
 		lsn = ctx->reader->EndRecPtr;
+	lsn = delivery_confirmable(lsn);
 	acked = Max(acked, lsn);
 	due = force || TimestampDifferenceExceeds(last_slot_save, now, SLOT_SAVE_INTERVAL_MS);
 	if (due && acked > recorded && acked >= confirmed)
@@ -741,6 +772,46 @@ publish_progress(void)
 		show_state(SHIPPER_RUNNING);
 	if (broker == 1)
 		engage_status_resolved();
+}
+
+/*
+ * Under exactly_once: ends the open Kafka transaction with its progress
+ * record and commits it.  False when the session must end (*end: how): the
+ * commit was aborted (sent again from the progress topic's position), or
+ * failed for good (fenced by another shipper of the slot).
+ */
+static bool
+commit_kafka_txn(SessionEnd *end)
+{
+	EngageMessage msg;
+	StringInfoData value;
+	XLogRecPtr	progress_end;
+	char		error[512];
+	uint64		txn = tracker_begin();
+
+	initStringInfo(&value);
+	delivery_progress_message(&msg, &value, &progress_end);
+	msg.txn = txn;
+	hand_over(&msg);
+	tracker_commit(txn, progress_end);
+	switch (delivery_commit(error, sizeof(error)))
+	{
+		case TXN_COMMITTED:
+			serve_producer(0);
+			return true;
+		case TXN_ABORTED:
+			report(SHIPPER_WAITING_FOR_BROKER, error);
+			*end = END_RETRY;
+			return false;
+		case TXN_FATAL:
+			report(SHIPPER_STOPPED_ON_ERROR,
+				   psprintf("%s; another shipper of slot \"%s\" with topic prefix \"%s\" may have fenced "
+							"this one: stop it, then reload the configuration", error, engage_slot_name,
+							engage_topic_prefix));
+			*end = END_POISON;
+			return false;
+	}
+	return true;
 }
 
 /* Decodes WAL up to the flushed position, at most a batch; returns records read. */
@@ -826,6 +897,13 @@ session_loop(MemoryContext loop_cxt)
 			report(SHIPPER_STOPPED_ON_ERROR, error);
 			return END_POISON;
 		}
+		if (delivery_commit_due(ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL)))
+		{
+			SessionEnd	end;
+
+			if (!commit_kafka_txn(&end))
+				return end;
+		}
 		confirm_progress(false);
 		publish_progress();
 		snapshot_step(acked, shipper_owner);
@@ -851,6 +929,11 @@ session_end(bool flush)
 {
 	if (flush && ctx != NULL)
 	{
+		char		error[8];
+		SessionEnd	ignored;
+
+		if (delivery_txn_open() && producer_failure(error, sizeof(error)) == FAILURE_NONE)
+			(void) commit_kafka_txn(&ignored);
 		producer_flush(engage_shutdown_timeout_ms);
 		serve_producer(0);
 		confirm_progress(true);

@@ -82,7 +82,8 @@ write_begin_once(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, EngageTxn *
 	if (!state->opts.transactions || etxn->begun)
 		return;
 	etxn->begun = true;
-	boundary_facts(ctx, ENGAGE_RECORD_BEGIN, "begin", InvalidXLogRecPtr);
+	/* The end of its commit record is known: the reorder buffer replays at commit. */
+	boundary_facts(ctx, ENGAGE_RECORD_BEGIN, "begin", txn->end_lsn);
 	OutputPluginPrepareWrite(ctx, false);
 	appendStringInfo(ctx->out, "{\"v\":1,\"op\":\"begin\",\"xid\":%u,\"lsn\":\"%s\",\"ts\":%s}",
 					 txn->xid, etxn->commit_lsn, etxn->ts);

@@ -74,7 +74,7 @@ typedef struct EngageRecordFacts
 	const char *no_topic_reason;	/* why topic is absent, when it is (for a
 									 * quarantined message: why it is one) */
 	bool		transactional;	/* false only for non-transactional messages */
-	XLogRecPtr	end_lsn;		/* commit records: end of the commit record */
+	XLogRecPtr	end_lsn;		/* begin and commit records: end of the commit record */
 	EngageBytes content;		/* watermark records: what the shipper wrote */
 } EngageRecordFacts;
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +123,10 @@ class Broker:
         """Starts the stopped broker again on its data."""
         self._kafka("restart", str(self.dir))
 
+    def kill9(self):
+        """SIGKILL of the broker (a crash)."""
+        self._kafka("kill9", str(self.dir))
+
     def running(self):
         """True when the broker process runs."""
         return subprocess.run([str(ROOT / "scripts/kafka.sh"), "status", str(self.dir)],
@@ -147,10 +151,12 @@ class Broker:
         return sorted(t for t in md.topics
                       if t.startswith((prefix + ".", prefix + "-app.")) or t == prefix + "-control")
 
-    def read(self, topics, timeout=90):
-        """Every message of topics (all partitions, from the beginning, assign not subscribe)."""
+    def read(self, topics, timeout=90, isolation="read_uncommitted"):
+        """Every message of topics (all partitions, from the beginning, assign not subscribe);
+        isolation read_committed leaves out what aborted Kafka transactions held."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "pg-engage-it",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "isolation.level": isolation, "enable.partition.eof": True})
         try:
             md = consumer.list_topics(timeout=20)
             ends, assign = {}, []
@@ -171,9 +177,15 @@ class Broker:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"could not read {pending} to the end within {timeout}s")
                 for m in consumer.consume(num_messages=5000, timeout=1):
+                    key = (m.topic(), m.partition())
+                    if m.error() and m.error().code() == KafkaError._PARTITION_EOF:
+                        # read_committed: the end is the last stable offset (commit markers and
+                        # aborted messages are never delivered)
+                        if isolation == "read_committed" or m.offset() >= ends.get(key, 0):
+                            pending.discard(key)
+                        continue
                     if m.error():
                         raise AssertionError(f"consumer error: {m.error()}")
-                    key = (m.topic(), m.partition())
                     if m.offset() >= ends[key]:
                         continue
                     events.append(Event(m.topic(), m.partition(), m.offset(), m.key(),
@@ -185,9 +197,9 @@ class Broker:
         finally:
             consumer.close()
 
-    def read_prefix(self, prefix, timeout=90):
+    def read_prefix(self, prefix, timeout=90, isolation="read_uncommitted"):
         """Every message of the topics of a topic prefix."""
-        return self.read(self.topics(prefix), timeout)
+        return self.read(self.topics(prefix), timeout, isolation)
 
 
 # --------------------------------------------------------------------------- PostgreSQL

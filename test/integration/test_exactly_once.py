@@ -1,0 +1,202 @@
+"""Exactly once (issue 10): engage.delivery = exactly_once puts every PostgreSQL transaction in one
+Kafka transaction, with the position it reaches in the progress topic; through kill -9 of the
+shipper, immediate restarts of PostgreSQL and kill -9 of the broker, a read_committed consumer
+sees every event exactly once, and never a part of a transaction.
+"""
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from support import Cluster, Workload, check_stream, port_free, run, wait_until
+
+CLUSTER_CONF = ["engage.delivery = exactly_once"]
+
+
+def committed_events(broker, prefix):
+    """Every event a read_committed consumer reads from the prefix's topics (not the progress topic)."""
+    return broker.read_prefix(prefix, isolation="read_committed")
+
+
+def shipped(cluster, n):
+    return cluster.status()["events_shipped"] >= n
+
+
+def test_progress_topic_and_no_duplicates(cluster, broker, fresh_prefix):
+    """The progress topic says how far Kafka has the stream; a restart sends nothing twice."""
+    prefix = fresh_prefix
+    cluster.query("INSERT INTO engage.members (name) SELECT 'eo ' || g FROM generate_series(1, 50) g")
+    cluster.wait_shipped()
+    progress = broker.read([f"{prefix}-progress"], isolation="read_committed")
+    assert progress and progress[-1].key == b"engage_shipper", progress
+    # A new shipper (killed: its slot was confirmed at most a second ago) reads the progress topic.
+    pid = cluster.status()["pid"]
+    offset = cluster.log_size()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: "Kafka has the transactions up to" in cluster.log_since(offset), 90,
+               "the new session to read the progress topic")
+    cluster.wait_running()
+    cluster.query("INSERT INTO engage.members (name) VALUES ('eo after')")
+    cluster.wait_shipped()
+    events = committed_events(broker, prefix)
+    ids = Counter(e.id for e in events if not e.tombstone)
+    assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
+    check_stream(events, cluster, prefix)
+
+
+def test_faults_exactly_once(cluster, broker, fresh_prefix):
+    """The seeded workload with faults in the middle: kill -9 of the shipper (twice), an immediate
+    restart of PostgreSQL (twice), kill -9 of the broker (once).  After catch-up every event id is
+    in Kafka exactly once (read_committed), and the rebuild equals the database."""
+    prefix = fresh_prefix
+    workload = Workload(cluster, "eo", seed=10)
+    workload.start()
+    try:
+        for fault in ["shipper", "postgres", "broker", "shipper", "postgres"]:
+            target = wait_until(lambda: cluster.status()["events_shipped"] + 200, 60, "the status")
+            wait_until(lambda: shipped(cluster, target), 120, f"events to flow before the {fault} fault")
+            if fault == "shipper":
+                pid = cluster.status()["pid"]
+                os.kill(pid, signal.SIGKILL)
+                wait_until(lambda: f"(PID {pid}) was terminated by signal 9" in cluster.log(), 30,
+                           "the postmaster to notice the killed shipper")
+            elif fault == "postgres":
+                cluster.stop("immediate")
+                cluster.start()
+            else:
+                broker.kill9()
+                time.sleep(1)
+                broker.restart()
+            cluster.wait_running(timeout=120)
+    finally:
+        workload.stop()
+    cluster.wait_shipped(timeout=240)
+    events = committed_events(broker, prefix)
+    ids = Counter(e.id for e in events if not e.tombstone)
+    dups = {i: n for i, n in ids.items() if n > 1}
+    assert not dups, f"{len(dups)} event ids more than once, e.g. {list(dups.items())[:5]}"
+    result = check_stream(events, cluster, prefix)
+    assert result["duplicates"] == 0
+    print(f"exactly once under faults: {result['events']} events, 0 duplicates, {workload.commits} commits")
+
+
+class AtomicityWatcher(threading.Thread):
+    """A read_committed consumer polling the prefix's row and app topics while the workload runs.
+    Each time it has reached the end of every partition it records, per PostgreSQL transaction
+    (the commit LSN of the event ids), how many events it has seen."""
+
+    def __init__(self, broker, topics, isolation):
+        super().__init__(daemon=True)
+        self.broker, self.topics, self.isolation = broker, topics, isolation
+        self.stop_event = threading.Event()
+        self.snapshots = []  # Counter of events per commit LSN, at moments all partitions were at their end
+        self.failure = None
+
+    def run(self):
+        consumer = Consumer({"bootstrap.servers": self.broker.bootstrap, "group.id": "pg-engage-atom",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "isolation.level": self.isolation, "enable.partition.eof": True})
+        try:
+            md = consumer.list_topics(timeout=20)
+            parts = [TopicPartition(t, p, 0) for t in self.topics for p in md.topics[t].partitions]
+            consumer.assign(parts)
+            seen, at_end = Counter(), set()
+            while not self.stop_event.is_set():
+                for m in consumer.consume(num_messages=1000, timeout=0.2):
+                    key = (m.topic(), m.partition())
+                    if m.error():
+                        if m.error().code() == KafkaError._PARTITION_EOF:
+                            at_end.add(key)
+                        continue
+                    at_end.discard(key)
+                    if m.value() is not None:
+                        seen[dict(m.headers())["engage.id"].decode().split(":")[0]] += 1
+                if len(at_end) == len(parts):
+                    self.snapshots.append(Counter(seen))
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            self.failure = exc
+        finally:
+            consumer.close()
+
+
+def partial_views(cluster, broker, prefix, isolation, seconds=20):
+    """Runs the workload with a watcher; returns the moments at which the watcher saw a transaction
+    only in part, compared with the complete stream afterwards."""
+    cluster.query("INSERT INTO engage.templates (name, type) VALUES ('atom-warmup', 'x')")
+    cluster.wait_shipped()
+    topics = [t for t in broker.topics(prefix) if not t.endswith("-control")]
+    watcher = AtomicityWatcher(broker, topics, isolation)
+    workload = Workload(cluster, f"atom-{isolation}", seed=12, pause=0.001)
+    watcher.start()
+    workload.start()
+    time.sleep(seconds)
+    workload.stop()
+    cluster.wait_shipped()
+    time.sleep(2)
+    watcher.stop_event.set()
+    watcher.join(30)
+    assert watcher.failure is None, watcher.failure
+    final = Counter(e.id.split(":")[0] for e in broker.read(topics, isolation="read_committed")
+                    if not e.tombstone)
+    partial = [(lsn, n, final[lsn]) for snap in watcher.snapshots for lsn, n in snap.items() if n < final[lsn]]
+    return partial, len(watcher.snapshots)
+
+
+def test_transactions_are_never_seen_in_part(cluster, broker, fresh_prefix):
+    """A read_committed consumer, each time it has caught up with every partition, holds every
+    PostgreSQL transaction whole or not at all."""
+    partial, moments = partial_views(cluster, broker, fresh_prefix, "read_committed")
+    assert moments >= 5, f"the watcher caught up only {moments} times"
+    assert not partial, f"{len(partial)} partial views, e.g. {partial[:5]}"
+
+
+def start_copy(cluster, name):
+    """Stops cluster, copies its data directory (slot and shipper record included) to a second
+    server on another port, starts both; returns the copy (stopped by the test)."""
+    cluster.stop("fast")
+    copy_dir = cluster.dir.parent / name
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    run(["cp", "-a", str(cluster.dir), str(copy_dir)])
+    (copy_dir / "data" / "postmaster.pid").unlink(missing_ok=True)
+    port = next(p for p in range(cluster.port + 50, cluster.port + 150) if port_free(p))
+    copy = Cluster(copy_dir, port, [])
+    copy.append_conf(f"port = {port}")
+    copy.prefix = cluster.prefix
+    cluster.start()
+    copy.start()
+    return copy
+
+
+def test_fencing_second_shipper_on_the_same_slot(cluster, broker, fresh_prefix):
+    """A second shipper of the same slot and prefix (a copy of the server) fences the first: the
+    first stops, saying so, and does not fence the copy back; only the copy commits from then on."""
+    cluster.query("INSERT INTO engage.members (name) VALUES ('before the copy')")
+    cluster.wait_shipped()
+    copy = start_copy(cluster, "eo_copy")
+    try:
+        cluster.wait_running()
+        copy.wait_running()
+        # The copy started last: its producer fenced the first's.  The first notices at its next commit.
+        copy.query("INSERT INTO engage.members (name) VALUES ('on the copy')")
+        copy.wait_shipped()
+        cluster.query("INSERT INTO engage.members (name) VALUES ('on the fenced one')")
+        status = wait_until(lambda: (s := cluster.status())["state"] == "stopped on error" and s, 120,
+                            "the first shipper to stop, fenced")
+        assert "fenced" in status["last_error"], status
+        copy.query("INSERT INTO engage.members (name) VALUES ('on the copy again')")
+        copy.wait_shipped()
+        assert copy.status()["state"] == "running"
+        names = {e.record["new"]["name"] for e in committed_events(broker, fresh_prefix)
+                 if not e.tombstone and e.record.get("table") == "engage.members" and e.record.get("new")}
+        assert {"on the copy", "on the copy again"} <= names and "on the fenced one" not in names, names
+    finally:
+        copy.stop("immediate")
+        cluster.reload(poll_interval="12ms")  # the first goes on (a reload ends its wait)
+        cluster.wait_running()
+        cluster.reload(poll_interval=None)
