@@ -95,6 +95,23 @@ static int	acks_size = 0;
 static int64 acked_events = 0;	/* since the last producer_take_counts() */
 static int64 acked_bytes = 0;
 static rd_kafka_conf_t *consumer_conf = NULL;	/* for reading the progress topic */
+
+/*
+ * Under exactly_once: events the broker refused for good, by id (malloc'd,
+ * kept across sessions).  Their refusal aborts the Kafka transaction; sent
+ * again, they are refused at once (the dead-letter topic, or stop), so the
+ * retried transaction can commit.
+ */
+typedef struct Remembered
+{
+	struct Remembered *next;
+	char	   *id;
+	char	   *reason;
+} Remembered;
+
+#define REMEMBERED_MAX 1000
+static Remembered *remembered = NULL;
+static int	nremembered = 0;
 static bool transactional = false;	/* engage.delivery = exactly_once */
 static LogLine log_ring[LOG_RING];
 static int	log_head = 0;		/* next line to hand over */
@@ -334,6 +351,39 @@ dead_letter_refused(const rd_kafka_message_t *msg, uint64 txn)
 				 dead_letter_topic, id, topic, rd_kafka_err2str(msg->err));
 }
 
+/* Remembers (exactly_once) that the broker refused the event of msg for reason. */
+static void
+remember_refusal(const rd_kafka_message_t *msg, const char *reason)
+{
+	rd_kafka_headers_t *hdrs = NULL;
+	char		id[64];
+	Remembered *r;
+
+	if (!transactional || reason == NULL || nremembered >= REMEMBERED_MAX)
+		return;
+	(void) rd_kafka_message_headers(msg, &hdrs);
+	header_text(hdrs, "engage.id", id, sizeof(id));
+	r = malloc(sizeof(Remembered));
+	if (r == NULL || (r->id = strdup(id)) == NULL || (r->reason = strdup(reason)) == NULL)
+	{
+		note_failure(FAILURE_RETRY, "out of memory keeping a refusal");
+		return;
+	}
+	r->next = remembered;
+	remembered = r;
+	nremembered++;
+}
+
+/* The reason the broker refused the event of msg before (exactly_once), or NULL. */
+static const char *
+remembered_reason(const EngageMessage *msg)
+{
+	for (Remembered *r = remembered; r != NULL; r = r->next)
+		if (strlen(r->id) == msg->id.len && memcmp(r->id, msg->id.data, msg->id.len) == 0)
+			return r->reason;
+	return NULL;
+}
+
 /* Delivery report: acknowledge, or decide how the failure is handled. */
 static void
 on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
@@ -357,7 +407,10 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	else if (dead_letter_topic != NULL && strcmp(topic, dead_letter_topic) == 0)
 		dead_letter_refused(msg, txn);
 	else
+	{
+		remember_refusal(msg, is_unknown_topic(msg->err) ? NULL : rd_kafka_err2str(msg->err));
 		hold_refused(msg, txn, is_unknown_topic(msg->err) ? NULL : rd_kafka_err2str(msg->err));
+	}
 }
 
 /* Error callback: broker reachability, authentication and fatal errors. */
@@ -1048,6 +1101,8 @@ producer_send(const EngageMessage *msg)
 		return refuse_event(msg, hdrs, "", "its topic name is longer than 249 characters", true);
 	if (entry->refusal != NULL)
 		return refuse_event(msg, hdrs, entry->name, entry->refusal, true);
+	if (remembered != NULL && remembered_reason(msg) != NULL)
+		return refuse_event(msg, hdrs, entry->name, remembered_reason(msg), true);
 	err = produce(entry, msg->key.data, msg->key.len, msg->value.data, msg->value.len, hdrs, msg->txn);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		return SEND_OK;

@@ -99,6 +99,7 @@ static TimestampTz next_chunk = 0;	/* throttle */
  * fill in (the key texts of each, in snap_cxt).  Meanwhile the progress of
  * the chunk waits in held_progress.
  */
+static MemoryContext reread_cxt = NULL;	/* holds reread */
 char	 ***reread = NULL;
 int			nreread = 0;
 int			reread_nkeys = 0;
@@ -121,6 +122,7 @@ snapshot_session_start(void *plugin_state)
 	request_exhausted = false;
 	written = NIL;
 	reread = NULL;
+	reread_cxt = NULL;
 	nreread = 0;
 	progress_held = false;
 	next_poll = 0;
@@ -141,6 +143,7 @@ snapshot_session_end(void)
 	have_request = false;
 	written = NIL;
 	reread = NULL;
+	reread_cxt = NULL;
 	nreread = 0;
 	progress_held = false;
 	snap_plugin = NULL;
@@ -249,12 +252,25 @@ chunk_progress(void)
 	return p;
 }
 
-/* Keeps the key texts of the chunk's rows an update dropped (current context). */
+/* Keeps the key texts of the chunk's rows an update dropped (in reread_cxt, reset each time). */
 static void
 collect_rereads(void)
 {
-	reread = palloc(sizeof(char **) * Max(chunk.nrows, 1));
+	int			count = 0;
+	MemoryContext old;
+
+	for (int i = 0; i < chunk.nrows; i++)
+		count += chunk.rows[i].reread;
 	nreread = 0;
+	reread = NULL;
+	if (reread_cxt != NULL)
+		MemoryContextReset(reread_cxt);
+	if (count == 0)
+		return;
+	if (reread_cxt == NULL)
+		reread_cxt = AllocSetContextCreate(snap_cxt, "pg_engage snapshot rereads", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(reread_cxt);
+	reread = palloc(sizeof(char **) * count);
 	reread_nkeys = chunk.nkeys;
 	for (int i = 0; i < chunk.nrows; i++)
 	{
@@ -272,6 +288,7 @@ collect_rereads(void)
 		reread[nreread++] = key;
 	}
 	reread_rows += nreread;
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -433,6 +450,17 @@ end_work(ResourceOwner owner)
 	MemoryContextSwitchTo(work_caller_cxt);
 }
 
+/* Frees a chunk's entry once its progress is recorded. */
+static void
+free_written(Written *w)
+{
+	for (int i = 0; w->progress.last_key != NULL && i < w->progress.nkeys; i++)
+		pfree(w->progress.last_key[i]);
+	if (w->progress.last_key != NULL)
+		pfree(w->progress.last_key);
+	pfree(w);
+}
+
 /*
  * Records the progress of the chunks Kafka acknowledged (all before acked),
  * in one transaction; a snapshot whose last chunk is among them is done.
@@ -441,6 +469,7 @@ static void
 record_acknowledged(XLogRecPtr acked, ResourceOwner owner)
 {
 	List	   *remaining = NIL;
+	List	   *done = NIL;
 	ListCell   *lc;
 	bool		any = false;
 
@@ -458,6 +487,7 @@ record_acknowledged(XLogRecPtr acked, ResourceOwner owner)
 		any = true;
 		snapshot_record_progress(w->request, w->progress.last_key, w->progress.nkeys,
 								 w->progress.rows, w->progress.last);
+		done = lappend(done, w);
 		if (w->progress.last)
 			ereport(LOG, (errmsg("pg_engage shipper: snapshot %lld of %s is done; "
 								 "%lld rows changed by updates while read were read again",
@@ -469,9 +499,14 @@ record_acknowledged(XLogRecPtr acked, ResourceOwner owner)
 	{
 		MemoryContext old = MemoryContextSwitchTo(snap_cxt);
 
+		List	   *was = written;
+
 		written = list_copy(remaining);
+		list_free(was);
 		MemoryContextSwitchTo(old);
 	}
+	foreach(lc, done)
+		free_written(lfirst(lc));
 }
 
 /* Did S see as running a transaction the shipper had already decoded? */

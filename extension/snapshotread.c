@@ -103,6 +103,9 @@ chunk_query(Relation rel, int *keys, int nkeys, bool after, bool by_keys)
 		appendStringInfoString(&q, by_keys ? "))" : ")");
 	}
 	appendStringInfo(&q, " ORDER BY %s", cols.data);
+	/* Planned for one chunk: no sort of what is left, no JIT for a whole table. */
+	if (!by_keys)
+		appendStringInfo(&q, " LIMIT %d", engage_snapshot_chunk_rows);
 	return q.data;
 }
 

@@ -116,6 +116,7 @@ engage_dead_letter_conflict(const char *topic, const char *prefix)
 	char	   *rows = psprintf("%s.", prefix);
 	char	   *apps = psprintf("%s-app.", prefix);
 	char	   *control = psprintf("%s-control", prefix);
+	char	   *progress = psprintf("%s-progress", prefix);
 	const char *why = NULL;
 
 	if (starts_for_kafka(topic, rows))
@@ -127,6 +128,10 @@ engage_dead_letter_conflict(const char *topic, const char *prefix)
 	else if (strcmp(topic, control) == 0 || engage_topics_collide(topic, control))
 		why = "it is (or collides with) the control topic, the prefix and \"-control\", "
 			"where the shipper announces gaps";
+	else if (strcmp(topic, progress) == 0 || engage_topics_collide(topic, progress))
+		why = "it is (or collides with) the progress topic, the prefix and \"-progress\", "
+			"where the shipper records what Kafka committed (exactly_once)";
+	pfree(progress);
 	pfree(control);
 	pfree(rows);
 	pfree(apps);

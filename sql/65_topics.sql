@@ -108,13 +108,15 @@ SELECT engage_test.error_of($$SELECT engage_test.table_topic(repeat('p', 201), '
 SELECT engage_test.error_of($$SELECT engage_test.table_topic('a b', 'engage', 'members')$$) AS bad_prefix;
 
 -- The dead-letter topic: refused when it is in, or collides with, the row or
--- application namespace of the prefix, or the control topic of gap records.
+-- application namespace of the prefix, or the control topic of gap records,
+-- or the progress topic of exactly_once.
 SELECT p AS prefix, t AS dead_letter_topic, coalesce(engage_test.dead_letter_conflict(p, t), 'ok') AS verdict
   FROM (VALUES ('engage', 'engage-dead_letter'), ('engage', 'engage.dead_letter'),
                ('engage', 'engage_dead_letter'), ('engage', 'engage.'), ('engage', 'engage'),
                ('engage', 'engage-app.dead'), ('engage', 'engage-app_dead'), ('engage', 'engage-appdead'),
                ('engage', 'dead_letters'), ('my.app', 'my_app.dlq'), ('my.app', 'my.app-dlq'),
                ('my.app', 'my_app-app_dlq'), ('engage', 'engage-control'), ('my.app', 'my_app-control'),
-               ('engage', 'engage-controls')) AS v(p, t);
+               ('engage', 'engage-controls'), ('engage', 'engage-progress'), ('my.app', 'my_app-progress'))
+       AS v(p, t);
 
 DROP TABLE engage_test.names;

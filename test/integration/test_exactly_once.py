@@ -200,3 +200,31 @@ def test_fencing_second_shipper_on_the_same_slot(cluster, broker, fresh_prefix):
         cluster.reload(poll_interval="12ms")  # the first goes on (a reload ends its wait)
         cluster.wait_running()
         cluster.reload(poll_interval=None)
+
+
+def test_refused_event_aborts_then_goes_to_the_dead_letter_topic(cluster, broker, fresh_prefix):
+    """Under dead_letter, an event the broker refuses (topic max.message.bytes) aborts its Kafka
+    transaction; the transaction sent again carries it to the dead-letter topic, once, and commits:
+    the rows around it are in Kafka exactly once."""
+    prefix = fresh_prefix
+    big_topic = f"{prefix}-app.big"
+    broker.create_topic(big_topic, 1, {"max.message.bytes": "2000"})
+    cluster.reload(poison_policy="dead_letter")
+    try:
+        cluster.wait_running()
+        with cluster.connect() as conn:
+            with conn.transaction():
+                conn.execute("INSERT INTO engage.members (name) VALUES ('around the poison 1')")
+                conn.execute("SELECT engage.emit('big', 'poison', %s)", ('{"blob": "' + "x" * 6000 + '"}',))
+                conn.execute("INSERT INTO engage.members (name) VALUES ('around the poison 2')")
+        cluster.wait_shipped(timeout=120)
+        letters = [e for e in broker.read(["engage-dead_letter"], isolation="read_committed")
+                   if e.headers.get("engage.topic") == big_topic]
+        assert len(letters) == 1, letters
+        events = committed_events(broker, prefix)
+        names = Counter(e.record["new"]["name"] for e in events
+                        if not e.tombstone and e.record.get("table") == "engage.members" and e.record.get("new"))
+        assert names["around the poison 1"] == 1 and names["around the poison 2"] == 1, names
+        assert broker.read([big_topic], isolation="read_committed") == []
+    finally:
+        cluster.reload(poison_policy=None)
