@@ -37,17 +37,19 @@
 #   BENCH_LOCK_LOG_MS also logs every lock wait longer than that.
 # Streaming only: pgbench again for BENCH_PGBENCH_SECONDS, the shipper running
 #   with no snapshot (what the snapshot costs beyond streaming).
-# Chunk sizes (BENCH_COMPARE_CHUNKS, e.g. "10000 50000"): an on-demand snapshot
-#   of audience_members (engage.snapshot()) per value and round, with pgbench
-#   running, BENCH_COMPARE_ROUNDS rounds in alternating order; the shipper's
-#   VmHWM is reset (/proc/<pid>/clear_refs) before each.
+# Chunk sizes (BENCH_COMPARE_CHUNKS, default the initial snapshot's and 50000,
+#   or 10000 when that is 50000): an on-demand snapshot of audience_members
+#   (engage.snapshot()) per value and round, BENCH_COMPARE_ROUNDS rounds in
+#   alternating order, without pgbench unless BENCH_COMPARE_PGBENCH=1: the
+#   snapshot's own speed.  The shipper is restarted (engage.enabled off, on)
+#   before each, so each starts with a fresh process and session.
 #
 # Usage (as root, from anywhere):  bench/snapshot.sh
 # Quick smoke run:  BENCH_ROWS=200000 BENCH_PGBENCH_SECONDS=10 bench/snapshot.sh
 # Knobs: BENCH_ROWS (10000000; ROWS also works), BENCH_CHUNK_ROWS
 # (engage.snapshot_chunk_rows of the initial snapshot; default: the shipper's
-# default), BENCH_COMPARE_CHUNKS (empty), BENCH_COMPARE_ROUNDS (1),
-# BENCH_COPY_RUNS (3), BENCH_FILL_ORDER (key | random), BENCH_MEMBERS (100000),
+# default), BENCH_COMPARE_CHUNKS (see above; "" for none), BENCH_COMPARE_ROUNDS (1),
+# BENCH_COMPARE_PGBENCH (0), BENCH_COPY_RUNS (3), BENCH_FILL_ORDER (key | random), BENCH_MEMBERS (100000),
 # BENCH_PGBENCH_SECONDS (60), BENCH_PGBENCH_CLIENTS (2), BENCH_PGBENCH_SEGMENT
 # (5: pgbench runs in segments of this many seconds so that each ends cleanly
 # with its log), BENCH_LOCK_LOG_MS (20), BENCH_PORT (55900), BENCH_KAFKA_PORT
@@ -68,7 +70,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 ROWS=${BENCH_ROWS:-${ROWS:-10000000}}
 CHUNK_ROWS=${BENCH_CHUNK_ROWS:-}
-COMPARE_CHUNKS=${BENCH_COMPARE_CHUNKS:-}
+COMPARE_CHUNKS=${BENCH_COMPARE_CHUNKS-default}
+COMPARE_PGBENCH=${BENCH_COMPARE_PGBENCH:-0}
 COMPARE_ROUNDS=${BENCH_COMPARE_ROUNDS:-1}
 COPY_RUNS=${BENCH_COPY_RUNS:-3}
 FILL_ORDER=${BENCH_FILL_ORDER:-key}
@@ -88,7 +91,7 @@ for v in ROWS COMPARE_ROUNDS COPY_RUNS MEMBERS PGBENCH_SECONDS CLIENTS SEGMENT L
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
 done
 [[ $PERF_SECONDS =~ ^[0-9]+$ ]] || die "BENCH_PERF must be a number of seconds (got '$PERF_SECONDS')"
-for c in $CHUNK_ROWS $COMPARE_CHUNKS; do
+for c in $CHUNK_ROWS ${COMPARE_CHUNKS#default}; do
     [[ $c =~ ^[1-9][0-9]*$ ]] || die "chunk sizes must be positive integers (got '$c')"
 done
 case $FILL_ORDER in key|random) ;; *) die "BENCH_FILL_ORDER is key or random (got '$FILL_ORDER')" ;; esac
@@ -96,7 +99,8 @@ AUDIENCES=$(( (ROWS + MEMBERS - 1) / MEMBERS ))
 
 # Targets.
 MIN_COPY_RATIO=0.5              # snapshot rows/s / COPY rows/s
-MAX_HWM_MIB=128                 # shipper peak RSS during the snapshot
+MAX_HWM_MIB=128                 # shipper peak RSS during the snapshot, without the shared
+                                # buffers it touched (VmHWM counts those too: see the report)
 
 # shellcheck disable=SC2034  # read by ensure_packages
 ENGAGE_PACKAGES=(postgresql-15 postgresql-server-dev-15 librdkafka-dev build-essential
@@ -246,10 +250,11 @@ WHERE d.datname = current_database()
 """
 
 
-def snap(how, after, timeout, chunk_rows):
+def snap(how, after, timeout, chunk_rows, table="engage.audience_members"):
     """Starts snapshots (how: 'initial': enable the shipper; 'requested': engage.snapshot() of
-    audience_members) and follows them (snapshot ids > after) until every one is done and the
+    table) and follows them (snapshot ids > after) until every one is done and the
     slot confirmed the WAL written until then; prints what was seen (JSON)."""
+    timeout = float(timeout)
     broker_pid = os.environ.get("BENCH_KAFKA_PID")
     with connect() as conn:
         broker_cpu0 = cpu_seconds(f"/proc/{broker_pid}/stat")
@@ -266,7 +271,7 @@ def snap(how, after, timeout, chunk_rows):
                 f.write("5")        # resets VmHWM to the current RSS
             shipper_cpu0 = cpu_seconds(f"/proc/{pid0}/stat")
             main_cpu0 = cpu_seconds(f"/proc/{pid0}/task/{pid0}/stat")
-            conn.execute("SELECT engage.snapshot(ARRAY['engage.audience_members'::regclass])")
+            conn.execute("SELECT engage.snapshot(ARRAY[%s::regclass])", (table,))
         peak, locks, blocked, by_shipper, waits = {}, {}, 0, 0, {}
         samples, pid_seen, done_at, end_lsn, snaps, trace = 0, None, None, None, [], []
         shipper_cpu = main_cpu = None
@@ -277,8 +282,12 @@ def snap(how, after, timeout, chunk_rows):
             samples += 1
             if pid:
                 pid_seen = pid
-                for key, value in proc_mem(pid).items():
+                mem = proc_mem(pid)
+                for key, value in mem.items():
                     peak[key] = max(peak.get(key, 0), value)
+                if "VmRSS" in mem and "RssShmem" in mem:
+                    # The shipper's own memory: its RSS without the shared buffers it touched.
+                    peak["private"] = max(peak.get("private", 0), mem["VmRSS"] - mem["RssShmem"])
                 c = cpu_seconds(f"/proc/{pid}/stat")
                 if c is not None:
                     shipper_cpu = c
@@ -316,6 +325,7 @@ def snap(how, after, timeout, chunk_rows):
         "snapshots": snaps, "done_s": round(done_at, 2), "confirmed_s": round(confirmed_at, 2),
         "end_lsn": end_lsn, "samples": samples,
         "vm_hwm_kb": peak.get("VmHWM"), "vm_rss_kb": peak.get("VmRSS"), "rss_anon_kb": peak.get("RssAnon"),
+        "rss_shmem_kb": peak.get("RssShmem"), "private_kb": peak.get("private"),
         "shipper_locks": {k: sorted(v) for k, v in locks.items()},
         "blocked_samples": blocked, "blocked_by_shipper_samples": by_shipper,
         "shipper_waits": waits,
@@ -359,7 +369,7 @@ def pgbench(logdir, start, end):
     print(json.dumps({"tps": round(n / (hi - lo), 1) if hi > lo else None, "count": n,
                       "seconds": round(hi - lo, 2), "avg_ms": round(sum(sel) / n, 2) if n else None,
                       "p99_ms": round(pct(0.99), 1), "max_ms": round(sel[-1], 1) if n else None,
-                      "covered": min(ends) <= lo and max(ends) >= hi}))
+                      "covered": bool(bounds) or (min(ends) <= lo and max(ends) >= hi)}))
 
 
 def consumer():
@@ -435,6 +445,9 @@ cluster_psql "$DIR" "$PORT" postgres -c "CREATE DATABASE bench"
 DEFAULT_CHUNK_ROWS=$(sql1 "SHOW engage.snapshot_chunk_rows")
 CHUNK_ROWS=${CHUNK_ROWS:-$DEFAULT_CHUNK_ROWS}
 [ "$CHUNK_ROWS" = "$DEFAULT_CHUNK_ROWS" ] || engage_set engage.snapshot_chunk_rows "$CHUNK_ROWS"
+if [ "$COMPARE_CHUNKS" = default ]; then
+    if [ "$CHUNK_ROWS" = 50000 ]; then COMPARE_CHUNKS="50000 10000"; else COMPARE_CHUNKS="$CHUNK_ROWS 50000"; fi
+fi
 
 # --- Fill. ----------------------------------------------------------------------
 say "fill: $MEMBERS members, $AUDIENCES audiences, 1 campaign of $MEMBERS, $(commas "$ROWS") audience_members ($FILL_ORDER order)"
@@ -503,17 +516,24 @@ PLAN_HALF=$(sql1 "EXPLAIN $CHUNK_SELECT WHERE ROW(r.audience_id, r.member_id) >
 sed 's/^/    /' <<<"$PLAN_FIRST"$'\n'"$PLAN_HALF" >&2
 
 # --- COPY: the speed limit of reading the table. ---------------------------------
-COPY_S=''
+# Seconds a statement takes (psql \timing).
+timed_s() {
+    psql_bench -At -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' |
+        awk '{ printf "%.3f", $1 / 1000 }'
+}
+# For the record beside it: the same rows as JSON (row_to_json), i.e. reading
+# plus rendering each row as a JSON object, still without Kafka.
+COPY_S='' JSON_S=''
 for ((i = 1; i <= COPY_RUNS; i++)); do
-    ms=$(psql_bench -At -c '\timing on' -c "COPY engage.audience_members TO '/dev/null'" |
-        sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
-    s=$(awk -v ms="$ms" 'BEGIN { printf "%.3f", ms / 1000 }')
-    COPY_S+="$s "
-    say "COPY run $i: $s s"
+    COPY_S+="$(timed_s "COPY engage.audience_members TO '/dev/null'") "
+    JSON_S+="$(timed_s "COPY (SELECT row_to_json(r) FROM ONLY engage.audience_members AS r) TO '/dev/null'") "
+    say "COPY run $i: $(awk '{ print $NF }' <<<"$COPY_S") s; as JSON: $(awk '{ print $NF }' <<<"$JSON_S") s"
 done
 COPY_MED=$(median "$COPY_S")
+JSON_MED=$(median "$JSON_S")
 TABLE_ROWS=$(sql1 "SELECT count(*) FROM engage.audience_members")
 COPY_RATE=$(awk -v n="$TABLE_ROWS" -v s="$COPY_MED" 'BEGIN { printf "%.0f", n / s }')
+JSON_RATE=$(awk -v n="$TABLE_ROWS" -v s="$JSON_MED" 'BEGIN { printf "%.0f", n / s }')
 
 # --- pgbench. -------------------------------------------------------------------
 cat >"$DIR/pgbench.sql" <<SQL
@@ -559,17 +579,20 @@ CAPTURED=$(sql1 "SELECT string_agg('$PREFIX.' || c.relname, ' ' ORDER BY c.relna
 # shellcheck disable=SC2086  # one topic per word
 py make-topics 3 $CAPTURED
 CAPTURED_ROWS=$(sql1 "SELECT sum(n) FROM (SELECT (xpath('/row/n/text()',
-                          query_to_xml(format('SELECT count(*) AS n FROM %s', t), false, false, '')))[1]::text::bigint
+                          query_to_xml(format('SELECT count(*) AS n FROM %s', t), false, true, '')))[1]::text::bigint
                       FROM engage_internal.captured_tables() AS t) AS x(n)")
-# Runs a snapshot ($1: initial or requested) with pgbench alongside; sets SNAP_JSON, DURING_JSON.
+# Runs a snapshot ($1: initial or requested; $2 its chunk size; $3 a tag) with
+# pgbench alongside unless $4 is 0; sets SNAP_JSON and DURING_JSON.
 snapshot_run() {
-    local how=$1 chunk=$2 tag=$3 after am_start am_end
+    local how=$1 chunk=$2 tag=$3 with_pgbench=${4:-1} after am_start am_end
     after=$(sql1 "SELECT coalesce(max(id), 0) FROM engage.snapshots")
-    rm -f "$DIR/stop-pgbench"
     psql_bench -c "CHECKPOINT"
-    pgbench_loop "$DIR/pgb-$tag" 0 &
-    PGBENCH_LOOP_PID=$!
-    sleep 2                     # pgbench connected and going
+    if ((with_pgbench)); then
+        rm -f "$DIR/stop-pgbench"
+        pgbench_loop "$DIR/pgb-$tag" 0 &
+        PGBENCH_LOOP_PID=$!
+        sleep 2                 # pgbench connected and going
+    fi
     if [ "$how" = initial ] && ((PERF_SECONDS > 0)) && command -v perf >/dev/null; then
         ( sleep 3
           pid=$(sql1 "SELECT pid FROM engage.shipper")
@@ -578,10 +601,12 @@ snapshot_run() {
         PERF_PID=$!
     fi
     SNAP_JSON=$(py snap "$how" "$after" $((600 + ROWS / 1000)) "$chunk")
+    if [ -n "$PERF_PID" ]; then wait "$PERF_PID" || true; PERF_PID=; fi
+    DURING_JSON='{"tps": null, "max_ms": null}'
+    ((with_pgbench)) || return 0
     touch "$DIR/stop-pgbench"
     wait "$PGBENCH_LOOP_PID"
     PGBENCH_LOOP_PID=
-    if [ -n "$PERF_PID" ]; then wait "$PERF_PID" || true; PERF_PID=; fi
     # audience_members' own snapshot window.
     read -r am_start am_end < <("$VENV/bin/python" -c '
 import json, sys
@@ -590,24 +615,38 @@ print(s["started"], s["finished"])' "$SNAP_JSON")
     DURING_JSON=$(py pgbench "$DIR/pgb-$tag" "$am_start" "$am_end")
 }
 
-# Rows/s of audience_members' snapshot in $1 (a snap JSON); also its rows and seconds.
+# Rows/s of audience_members' snapshot in $1 (a snap JSON); also its rows, seconds
+# and chunks, and the shipper's main-thread CPU per row of all its snapshots (us).
 am_rate() {
     "$VENV/bin/python" -c '
 import json, sys
-s = [x for x in json.loads(sys.argv[1])["snapshots"] if x["table"] == "engage.audience_members"][0]
+j = json.loads(sys.argv[1])
+s = [x for x in j["snapshots"] if x["table"] == "engage.audience_members"][0]
 sec = s["finished"] - s["started"]
-print(round(s["rows"] / sec), s["rows"], round(sec, 2), s["chunks"])' "$1"
+rows = sum(x["rows"] for x in j["snapshots"])
+print(round(s["rows"] / sec), s["rows"], round(sec, 2), s["chunks"],
+      round(1e6 * j["shipper_main_thread_cpu_s"] / rows, 2))' "$1"
+}
+
+# Restarts the shipper (a new process and session).
+shipper_restart() {
+    engage_set engage.enabled off
+    wait_for "the shipper to stop" 60 \
+        "SELECT state = 'stopped' AND pid IS NULL AND NOT EXISTS (SELECT FROM pg_stat_activity
+              WHERE backend_type = 'pg_engage shipper') FROM engage.shipper"
+    engage_set engage.enabled on
+    wait_for "the shipper to run" 60 "SELECT state = 'running' FROM engage.shipper"
 }
 
 say "initial snapshot: engage.snapshot_chunk_rows $CHUNK_ROWS; pgbench alongside"
 snapshot_run initial "$CHUNK_ROWS" initial
 INITIAL_JSON=$SNAP_JSON INITIAL_DURING=$DURING_JSON
-read -r SNAP_RATE SNAP_ROWS SNAP_SECONDS SNAP_CHUNKS <<<"$(am_rate "$INITIAL_JSON")"
+read -r SNAP_RATE SNAP_ROWS SNAP_SECONDS SNAP_CHUNKS SNAP_US <<<"$(am_rate "$INITIAL_JSON")"
 say "  snapshot: $(commas "$SNAP_RATE") rows/s ($(commas "$SNAP_ROWS") rows in $SNAP_SECONDS s, $SNAP_CHUNKS chunks);" \
     "all snapshots done after $(jget "$INITIAL_JSON" done_s) s, confirmed after $(jget "$INITIAL_JSON" confirmed_s) s"
 say "  pgbench during: $INITIAL_DURING"
 if [ -f "$DIR/perf.data" ]; then
-    perf report -i "$DIR/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null |
+    perf report -i "$DIR/perf.data" --no-children -g none --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null |
         grep -E '^ +[0-9]' | head -n 45 >"$DIR/perf.txt" || true
 fi
 KAFKA_AM=$(py count "$PREFIX.audience_members")
@@ -621,7 +660,7 @@ STREAMING_JSON=$(py pgbench "$DIR/pgb-streaming" "" "")
 say "  streaming: $STREAMING_JSON"
 
 # --- Chunk sizes: on-demand snapshots of audience_members. ------------------------
-declare -A CMP_RATES CMP_HWM CMP_TPS
+declare -A CMP_RATES CMP_HWM CMP_TPS CMP_US
 CMP_ORDER=()
 for ((r = 1; r <= COMPARE_ROUNDS && ${#COMPARE_CHUNKS} > 0; r++)); do
     read -r -a order <<<"$COMPARE_CHUNKS"
@@ -633,19 +672,21 @@ for ((r = 1; r <= COMPARE_ROUNDS && ${#COMPARE_CHUNKS} > 0; r++)); do
     for c in "${order[@]}"; do
         [ -n "${CMP_RATES[$c]+x}" ] || CMP_ORDER+=("$c")
         engage_set engage.snapshot_chunk_rows "$c"
-        sleep 1
-        wait_for "the shipper to run" 60 "SELECT state = 'running' FROM engage.shipper"
-        say "on-demand snapshot of audience_members, chunk $c rows (round $r)"
-        snapshot_run requested "$c" "cmp-$r-$c"
-        read -r rate rows sec chunks <<<"$(am_rate "$SNAP_JSON")"
-        hwm=$(jget "$SNAP_JSON" vm_hwm_kb)
+        shipper_restart
+        say "on-demand snapshot of audience_members, chunk $c rows (round $r)" \
+            "$( ((COMPARE_PGBENCH)) && echo "with" || echo "without") pgbench"
+        snapshot_run requested "$c" "cmp-$r-$c" "$COMPARE_PGBENCH"
+        read -r rate rows sec chunks us <<<"$(am_rate "$SNAP_JSON")"
+        hwm=$(jget "$SNAP_JSON" private_kb)
         tps=$(jget "$DURING_JSON" tps)
         CMP_RATES[$c]+="$rate "
         CMP_HWM[$c]+="$hwm "
         CMP_TPS[$c]+="$tps "
-        say "  chunk $c: $(commas "$rate") rows/s ($rows rows, $sec s, $chunks chunks); VmHWM $((hwm / 1024)) MiB;" \
-            "pgbench $tps tps (max $(jget "$DURING_JSON" max_ms) ms); shipper CPU $(jget "$SNAP_JSON" shipper_cpu_s) s" \
-            "(main thread $(jget "$SNAP_JSON" shipper_main_thread_cpu_s) s), broker $(jget "$SNAP_JSON" broker_cpu_s) s"
+        CMP_US[$c]+="$us "
+        say "  chunk $c: $(commas "$rate") rows/s ($rows rows, $sec s, $chunks chunks); private RSS peak $((hwm / 1024)) MiB (VmHWM $(( $(jget "$SNAP_JSON" vm_hwm_kb) / 1024 )) MiB);" \
+            "pgbench ${tps:-none} tps; shipper CPU $(jget "$SNAP_JSON" shipper_cpu_s) s" \
+            "(main thread $(jget "$SNAP_JSON" shipper_main_thread_cpu_s) s, $us us/row), broker $(jget "$SNAP_JSON" broker_cpu_s) s;" \
+            "machine busy $(jget "$SNAP_JSON" machine_busy_pct)%"
     done
 done
 
@@ -654,6 +695,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 verdict() { if [ "$1" = 1 ]; then echo PASS; else echo FAIL; fi; }
 RATIO=$(awk -v s="$SNAP_RATE" -v c="$COPY_RATE" 'BEGIN { printf "%.2f", s / c }')
 HWM_KB=$(jget "$INITIAL_JSON" vm_hwm_kb)
+PRIVATE_KB=$(jget "$INITIAL_JSON" private_kb)
 ALONE_TPS=$(jget "$ALONE_JSON" tps)
 DURING_TPS=$(jget "$INITIAL_DURING" tps)
 STREAMING_TPS=$(jget "$STREAMING_JSON" tps)
@@ -671,7 +713,7 @@ import json, sys
 locks = json.loads(sys.argv[1])
 print(int(all(set(m) <= {"AccessShareLock"} for r, m in locks.items() if not r.startswith("engage_internal"))))' "$LOCKS")
 V_RATIO=$(verdict "$(awk -v r="$RATIO" -v m="$MIN_COPY_RATIO" 'BEGIN { print (r >= m) }')")
-V_HWM=$(verdict "$(awk -v k="$HWM_KB" -v m="$MAX_HWM_MIB" 'BEGIN { print (k / 1024 <= m) }')")
+V_HWM=$(verdict "$(awk -v k="$PRIVATE_KB" -v m="$MAX_HWM_MIB" 'BEGIN { print (k / 1024 <= m) }')")
 V_LOCK=$(verdict "$(( ONLY_ACCESS_SHARE == 1 && BLOCKED_BY_SHIPPER == 0 && LOCK_WAITS_SHIPPER == 0 ))")
 V_COUNT=$(verdict "$(( KAFKA_AM >= SNAP_ROWS && SNAP_ROWS >= ROWS ))")
 
@@ -686,10 +728,12 @@ echo "|---|---:|---|---|"
 echo "| COPY engage.audience_members TO '/dev/null' | $(commas "$COPY_RATE") rows/s (median $COPY_MED s of $(commas "$TABLE_ROWS") rows; runs ${COPY_S% }) | | |"
 echo "| snapshot of audience_members (started_at to finished_at) | $(commas "$SNAP_RATE") rows/s ($(commas "$SNAP_ROWS") rows in $SNAP_SECONDS s, $SNAP_CHUNKS chunks) | | |"
 echo "| snapshot rate / COPY rate | ${RATIO}x | >= ${MIN_COPY_RATIO}x | $V_RATIO |"
+echo "| for the record: COPY (SELECT row_to_json(r) ...) TO '/dev/null' | $(commas "$JSON_RATE") rows/s (median $JSON_MED s; runs ${JSON_S% }); snapshot / it: $(awk -v s="$SNAP_RATE" -v c="$JSON_RATE" 'BEGIN { printf "%.2fx", s / c }') | | |"
 echo "| enable to every snapshot done / to the slot confirmed past the end | $(jget "$INITIAL_JSON" done_s) s / $(jget "$INITIAL_JSON" confirmed_s) s | | |"
 echo "| messages in $PREFIX.audience_members (watermarks) | $(commas "$KAFKA_AM") | >= rows read | $V_COUNT |"
-echo "| shipper memory, peak | VmHWM $(mib "$HWM_KB") MiB (VmRSS $(mib "$(jget "$INITIAL_JSON" vm_rss_kb)") MiB, RssAnon $(mib "$(jget "$INITIAL_JSON" rss_anon_kb)") MiB) | <= $MAX_HWM_MIB MiB | $V_HWM |"
-echo "| CPU during the snapshots: shipper (main thread) / broker; whole machine busy | $(jget "$INITIAL_JSON" shipper_cpu_s) s ($(jget "$INITIAL_JSON" shipper_main_thread_cpu_s) s) / $(jget "$INITIAL_JSON" broker_cpu_s) s; $(jget "$INITIAL_JSON" machine_busy_pct)% | | |"
+echo "| shipper memory, peak VmHWM (/proc; counts the shared buffers it read: RssShmem peak $(mib "$(jget "$INITIAL_JSON" rss_shmem_kb)") MiB) | $(mib "$HWM_KB") MiB | for the record | |"
+echo "| shipper memory, peak of its own (VmRSS - RssShmem; RssAnon peak $(mib "$(jget "$INITIAL_JSON" rss_anon_kb)") MiB) | $(mib "$PRIVATE_KB") MiB | <= $MAX_HWM_MIB MiB | $V_HWM |"
+echo "| CPU during the snapshots: shipper (main thread; per row read) / broker; whole machine busy | $(jget "$INITIAL_JSON" shipper_cpu_s) s ($(jget "$INITIAL_JSON" shipper_main_thread_cpu_s) s; $SNAP_US us) / $(jget "$INITIAL_JSON" broker_cpu_s) s; $(jget "$INITIAL_JSON" machine_busy_pct)% | | |"
 echo "| pgbench alone (no slot): tps, latency avg / p99 / max | $ALONE_TPS; $(jget "$ALONE_JSON" avg_ms) / $(jget "$ALONE_JSON" p99_ms) / $(jget "$ALONE_JSON" max_ms) ms | | |"
 echo "| pgbench during the snapshot: tps, latency avg / p99 / max | $DURING_TPS; $(jget "$INITIAL_DURING" avg_ms) / $(jget "$INITIAL_DURING" p99_ms) / $(jget "$INITIAL_DURING" max_ms) ms ($(jget "$INITIAL_DURING" count) transactions) | | |"
 echo "| pgbench, shipper streaming without snapshot: tps, latency avg / p99 / max | $STREAMING_TPS; $(jget "$STREAMING_JSON" avg_ms) / $(jget "$STREAMING_JSON" p99_ms) / $(jget "$STREAMING_JSON" max_ms) ms | | |"
@@ -697,7 +741,7 @@ echo "| TPS during the snapshot / alone (/ streaming only) | ${TPS_RATIO}x (${TP
 echo "| shipper's locks on engage.* (pg_locks, $(jget "$INITIAL_JSON" samples) samples) | $LOCKS | ACCESS SHARE only | |"
 echo "| writers blocked by the shipper (samples; lock waits > $LOCK_LOG_MS ms on its locks, log) | $BLOCKED_BY_SHIPPER; $LOCK_WAITS_SHIPPER (all lock waits logged: $LOCK_WAITS) | 0 | $V_LOCK |"
 for c in "${CMP_ORDER[@]}"; do
-    echo "| on-demand snapshot, chunk $c rows: rows/s (median), VmHWM, pgbench tps | $(commas "$(median "${CMP_RATES[$c]}")") (runs ${CMP_RATES[$c]% }); $(mib "$(median "${CMP_HWM[$c]}")") MiB; ${CMP_TPS[$c]% } | | |"
+    echo "| on-demand snapshot, chunk $c rows$( ((COMPARE_PGBENCH)) && echo ", pgbench alongside" || echo ", no pgbench"): rows/s (median), own RSS peak, main-thread CPU per row | $(commas "$(median "${CMP_RATES[$c]}")") (runs ${CMP_RATES[$c]% }); $(mib "$(median "${CMP_HWM[$c]}")") MiB; $(median "${CMP_US[$c]}") us | | |"
 done
 echo
 echo "Shipper wait events (samples, every 0.1 s): $(jget "$INITIAL_JSON" shipper_waits)"
