@@ -30,7 +30,9 @@
 #   insert position seen when they were (all acknowledged).  Rates come from
 #   each snapshot's started_at / finished_at; pgbench's figures from the
 #   transactions that ended inside audience_members' [started_at, finished_at].
-#   Meanwhile each poll samples the shipper's /proc/<pid>/status (VmHWM), its
+#   Meanwhile each poll samples the shipper's /proc/<pid>/status (VmHWM, and its
+#   own memory: VmRSS - RssShmem, since VmHWM also counts every shared buffer
+#   the snapshot read, about the table's size; the target is on its own), its
 #   relation locks (pg_locks: it must hold only ACCESS SHARE on engage.*), the
 #   client backends waiting on a lock and who holds it (pg_blocking_pids), and
 #   the shipper's wait event; log_lock_waits with deadlock_timeout =
@@ -506,14 +508,24 @@ FILL_S=$(( $(date +%s) - fill_start ))
 say "filled in $FILL_S s: table $TABLE_MB MiB, indexes $INDEX_MB MiB, audience_id correlation $CORRELATION"
 
 # The plan the shipper's chunk query gets (snapshot.c, chunk_query(): no LIMIT,
-# a cursor planned for all its rows), for the first chunk and one halfway.
-say "the chunk query's plan (first chunk; a chunk halfway):"
+# a cursor planned for all its rows, no parallel workers), for the first chunk,
+# one halfway and one 95% through.
 CHUNK_SELECT="SELECT r, r.audience_id::pg_catalog.text, r.member_id::pg_catalog.text FROM ONLY engage.audience_members AS r"
-PLAN_FIRST=$(sql1 "EXPLAIN $CHUNK_SELECT ORDER BY r.audience_id, r.member_id" | head -n 3)
-PLAN_HALF=$(sql1 "EXPLAIN $CHUNK_SELECT WHERE ROW(r.audience_id, r.member_id) >
-                  ROW('$(( (AUDIENCES + 1) / 2 ))'::pg_catalog.text::bigint, '1'::pg_catalog.text::bigint)
-                  ORDER BY r.audience_id, r.member_id" | head -n 3)
-sed 's/^/    /' <<<"$PLAN_FIRST"$'\n'"$PLAN_HALF" >&2
+# EXPLAIN of the chunk query after key ($1, 1); of the first chunk without $1.
+chunk_plan() {
+    local where=
+    [ -z "$1" ] || where="WHERE ROW(r.audience_id, r.member_id) > ROW('$1'::pg_catalog.text::bigint, '1'::pg_catalog.text::bigint)"
+    psql_bench -At -c "SET max_parallel_workers_per_gather = 0" \
+        -c "EXPLAIN $CHUNK_SELECT $where ORDER BY r.audience_id, r.member_id"
+}
+# JIT is used (and compiled again for every chunk) when the cost passes jit_above_cost.
+plan_line() { echo "$(head -n 1 <<<"$1")$(grep -q '^JIT:' <<<"$1" && echo "; JIT")"; }
+PLAN_FIRST=$(plan_line "$(chunk_plan "")")
+PLAN_HALF=$(plan_line "$(chunk_plan $(( (AUDIENCES + 1) / 2 )))")
+PLAN_TAIL=$(plan_line "$(chunk_plan $(( (AUDIENCES * 95 + 99) / 100 )))")
+say "the chunk query's plan: first chunk: $PLAN_FIRST"
+say "  halfway: $PLAN_HALF"
+say "  95% through: $PLAN_TAIL"
 
 # --- COPY: the speed limit of reading the table. ---------------------------------
 # Seconds a statement takes (psql \timing).
@@ -746,8 +758,8 @@ done
 echo
 echo "Shipper wait events (samples, every 0.1 s): $(jget "$INITIAL_JSON" shipper_waits)"
 echo "Snapshots: $(jget "$INITIAL_JSON" snapshots)"
-echo "Chunk query plan, first chunk: $(head -n 1 <<<"$PLAN_FIRST")"
-echo "Chunk query plan, halfway:     $(head -n 1 <<<"$PLAN_HALF")"
+echo "Chunk query plan (snapshot.c's cursor, planned for all the rows left), first chunk: $PLAN_FIRST"
+echo "  halfway: $PLAN_HALF; 95% through: $PLAN_TAIL"
 echo "Fill: $FILL_S s; audience_id correlation $CORRELATION"
 if [ -s "$DIR/perf.txt" ]; then
     echo "perf, shipper process, $PERF_SECONDS s of the snapshot (self %, dso, symbol):"
