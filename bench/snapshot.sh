@@ -511,18 +511,19 @@ say "filled in $FILL_S s: table $TABLE_MB MiB, indexes $INDEX_MB MiB, audience_i
 # a cursor planned for all its rows, no parallel workers), for the first chunk,
 # one halfway and one 95% through.
 CHUNK_SELECT="SELECT r, r.audience_id::pg_catalog.text, r.member_id::pg_catalog.text FROM ONLY engage.audience_members AS r"
-# EXPLAIN of the chunk query after key ($1, 1); of the first chunk without $1.
+# EXPLAIN of the chunk query after the key of the fill's row $1 (0: the first chunk).
 chunk_plan() {
     local where=
-    [ -z "$1" ] || where="WHERE ROW(r.audience_id, r.member_id) > ROW('$1'::pg_catalog.text::bigint, '1'::pg_catalog.text::bigint)"
+    ((${1} == 0)) || where="WHERE ROW(r.audience_id, r.member_id) >
+        ROW('$(( 1 + $1 / MEMBERS ))'::pg_catalog.text::bigint, '$(( 1 + $1 % MEMBERS ))'::pg_catalog.text::bigint)"
     psql_bench -At -c "SET max_parallel_workers_per_gather = 0" \
         -c "EXPLAIN $CHUNK_SELECT $where ORDER BY r.audience_id, r.member_id"
 }
 # JIT is used (and compiled again for every chunk) when the cost passes jit_above_cost.
 plan_line() { echo "$(head -n 1 <<<"$1")$(grep -q '^JIT:' <<<"$1" && echo "; JIT")"; }
-PLAN_FIRST=$(plan_line "$(chunk_plan "")")
-PLAN_HALF=$(plan_line "$(chunk_plan $(( (AUDIENCES + 1) / 2 )))")
-PLAN_TAIL=$(plan_line "$(chunk_plan $(( (AUDIENCES * 95 + 99) / 100 )))")
+PLAN_FIRST=$(plan_line "$(chunk_plan 0)")
+PLAN_HALF=$(plan_line "$(chunk_plan $(( ROWS / 2 )))")
+PLAN_TAIL=$(plan_line "$(chunk_plan $(( ROWS / 100 * 95 )))")
 say "the chunk query's plan: first chunk: $PLAN_FIRST"
 say "  halfway: $PLAN_HALF"
 say "  95% through: $PLAN_TAIL"
