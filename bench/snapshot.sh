@@ -15,8 +15,11 @@
 #   secondary indexes of audience_members are dropped before and put back after
 #   (so the foreign keys are validated once, not row by row); no trigger is
 #   disabled.  Then VACUUM ANALYZE and CHECKPOINT.
+# Plans: EXPLAIN of the shipper's chunk query (as snapshot.c builds it) for the
+#   first chunk, one halfway and one 95% through, and whether it is JIT-compiled.
 # COPY: COPY engage.audience_members TO '/dev/null', BENCH_COPY_RUNS times
-#   (psql \timing); the median is the read speed limit.
+#   (psql \timing); the median is the read speed limit.  For the record also
+#   COPY (SELECT row_to_json(r) ...): reading plus rendering each row as JSON.
 # pgbench alone: the source-overhead script of bench/ship.sh (a member insert,
 #   an audience_members insert and a campaign_audience update per transaction;
 #   BENCH_PGBENCH_CLIENTS clients, fsync and synchronous_commit on) for
