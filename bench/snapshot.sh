@@ -15,7 +15,7 @@
 #   secondary indexes of audience_members are dropped before and put back after
 #   (so the foreign keys are validated once, not row by row); no trigger is
 #   disabled.  Then VACUUM ANALYZE and CHECKPOINT.
-# Plans: EXPLAIN of the shipper's chunk query (as snapshot.c builds it) for the
+# Plans: EXPLAIN of the shipper's chunk query (as extension/snapshotread.c builds it) for the
 #   first chunk, one halfway and one 95% through, and whether it is JIT-compiled.
 # COPY: COPY engage.audience_members TO '/dev/null', BENCH_COPY_RUNS times
 #   (psql \timing); the median is the read speed limit.  For the record also
@@ -510,7 +510,7 @@ CORRELATION=$(sql1 "SELECT round(correlation::numeric, 3) FROM pg_stats
 FILL_S=$(( $(date +%s) - fill_start ))
 say "filled in $FILL_S s: table $TABLE_MB MiB, indexes $INDEX_MB MiB, audience_id correlation $CORRELATION"
 
-# The plan the shipper's chunk query gets (snapshot.c, chunk_query(): no LIMIT,
+# The plan the shipper's chunk query gets (extension/snapshotread.c, chunk_query(): no LIMIT,
 # a cursor planned for all its rows, no parallel workers), for the first chunk,
 # one halfway and one 95% through.
 CHUNK_SELECT="SELECT r, r.audience_id::pg_catalog.text, r.member_id::pg_catalog.text FROM ONLY engage.audience_members AS r"
@@ -762,7 +762,7 @@ done
 echo
 echo "Shipper wait events (samples, every 0.1 s): $(jget "$INITIAL_JSON" shipper_waits)"
 echo "Snapshots: $(jget "$INITIAL_JSON" snapshots)"
-echo "Chunk query plan (snapshot.c's cursor, planned for all the rows left), first chunk: $PLAN_FIRST"
+echo "Chunk query plan (the shipper's cursor, planned for all the rows left), first chunk: $PLAN_FIRST"
 echo "  halfway: $PLAN_HALF; 95% through: $PLAN_TAIL"
 echo "Fill: $FILL_S s; audience_id correlation $CORRELATION"
 if [ -s "$DIR/perf.txt" ]; then
