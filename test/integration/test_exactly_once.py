@@ -4,7 +4,9 @@ shipper, immediate restarts of PostgreSQL and kill -9 of the broker, a read_comm
 sees every event exactly once, and never a part of a transaction.
 """
 import os
+import random
 import shutil
+import string
 import signal
 import threading
 import time
@@ -198,7 +200,7 @@ def test_fencing_second_shipper_on_the_same_slot(cluster, broker, fresh_prefix):
     finally:
         copy.stop("immediate")
         cluster.reload(poll_interval="12ms")  # the first goes on (a reload ends its wait)
-        cluster.wait_running()
+        cluster.wait_running(timeout=180)  # fencing the copy's open transaction back can take a while
         cluster.reload(poll_interval=None)
 
 
@@ -215,7 +217,9 @@ def test_refused_event_aborts_then_goes_to_the_dead_letter_topic(cluster, broker
         with cluster.connect() as conn:
             with conn.transaction():
                 conn.execute("INSERT INTO engage.members (name) VALUES ('around the poison 1')")
-                conn.execute("SELECT engage.emit('big', 'poison', %s)", ('{"blob": "' + "x" * 6000 + '"}',))
+                # incompressible: lz4 would shrink a repeated character under the topic's limit
+                blob = "".join(random.Random(5).choices(string.ascii_letters, k=8000))
+                conn.execute("SELECT engage.emit('big', 'poison', %s)", ('{"blob": "' + blob + '"}',))
                 conn.execute("INSERT INTO engage.members (name) VALUES ('around the poison 2')")
         cluster.wait_shipped(timeout=120)
         letters = [e for e in broker.read(["engage-dead_letter"], isolation="read_committed")
