@@ -95,38 +95,16 @@ class Event:
         return self.headers.get("engage.id") if self.value is None else self.record["id"]
 
 
-class Broker:
-    """The single Kafka broker of the session, run by scripts/kafka.sh."""
+class Kafka:
+    """Kafka as its clients see it, reached through a bootstrap list: admin, topics, reading.
 
-    def __init__(self, directory, port, sasl_port=None):
-        self.dir = Path(directory)
-        self.port = port
-        self.bootstrap = f"127.0.0.1:{port}"
-        self.sasl_port = sasl_port  # SASL_PLAINTEXT, PLAIN, user engage / engage-secret
+    Broker (one broker) and BrokerCluster (several) add running it with scripts/kafka.sh.
+    """
 
-    def _kafka(self, *args):
-        """Runs scripts/kafka.sh with args."""
-        env = dict(os.environ)
-        if self.sasl_port:
-            env["KAFKA_SASL_PORT"] = str(self.sasl_port)
-        return run([str(ROOT / "scripts/kafka.sh"), *args], timeout=240, env=env)
+    replication = 1  # replication factor of the topics create_topic makes
 
-    def start(self):
-        """Starts (formats on first use) the broker and waits until it is ready."""
-        self._kafka("start", str(self.dir), str(self.port))
-
-    def stop(self):
-        """Stops the broker cleanly (SIGTERM)."""
-        self._kafka("stop", str(self.dir))
-
-    def restart(self):
-        """Starts the stopped broker again on its data."""
-        self._kafka("restart", str(self.dir))
-
-    def running(self):
-        """True when the broker process runs."""
-        return subprocess.run([str(ROOT / "scripts/kafka.sh"), "status", str(self.dir)],
-                              capture_output=True).returncode == 0
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap  # "host:port[,host:port...]"
 
     def admin(self):
         """A Kafka admin client."""
@@ -135,7 +113,7 @@ class Broker:
     def create_topic(self, name, partitions=1, config=None):
         """Creates a topic with the given topic config."""
         admin = self.admin()  # must outlive the futures
-        futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})],
+        futures = admin.create_topics([NewTopic(name, partitions, self.replication, config=config or {})],
                                       operation_timeout=30)
         for f in futures.values():
             f.result(timeout=30)
@@ -147,10 +125,15 @@ class Broker:
         return sorted(t for t in md.topics
                       if t.startswith((prefix + ".", prefix + "-app.")) or t == prefix + "-control")
 
-    def read(self, topics, timeout=90):
-        """Every message of topics (all partitions, from the beginning, assign not subscribe)."""
+    def read(self, topics, timeout=90, isolation="read_committed"):
+        """Every message of topics (all partitions, from the beginning, assign not subscribe).
+
+        isolation is the consumer's isolation.level: read_committed (librdkafka's default) reads
+        to the last stable offset and skips aborted transactions; read_uncommitted reads all.
+        """
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "pg-engage-it",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "isolation.level": isolation})
         try:
             md = consumer.list_topics(timeout=20)
             ends, assign = {}, []
@@ -185,9 +168,99 @@ class Broker:
         finally:
             consumer.close()
 
-    def read_prefix(self, prefix, timeout=90):
+    def read_prefix(self, prefix, timeout=90, isolation="read_committed"):
         """Every message of the topics of a topic prefix."""
-        return self.read(self.topics(prefix), timeout)
+        return self.read(self.topics(prefix), timeout, isolation)
+
+
+def kafka_sh(*args, env=None):
+    """Runs scripts/kafka.sh with args (and extra environment); returns its stdout."""
+    return run([str(ROOT / "scripts/kafka.sh"), *args], timeout=240, env={**os.environ, **(env or {})})
+
+
+class Broker(Kafka):
+    """The single Kafka broker of the session, run by scripts/kafka.sh."""
+
+    def __init__(self, directory, port, sasl_port=None):
+        super().__init__(f"127.0.0.1:{port}")
+        self.dir = Path(directory)
+        self.port = port
+        self.sasl_port = sasl_port  # SASL_PLAINTEXT, PLAIN, user engage / engage-secret
+
+    def _kafka(self, *args):
+        """Runs scripts/kafka.sh with args."""
+        return kafka_sh(*args, env={"KAFKA_SASL_PORT": str(self.sasl_port)} if self.sasl_port else None)
+
+    def start(self):
+        """Starts (formats on first use) the broker and waits until it is ready."""
+        self._kafka("start", str(self.dir), str(self.port))
+
+    def stop(self):
+        """Stops the broker cleanly (SIGTERM)."""
+        self._kafka("stop", str(self.dir))
+
+    def restart(self):
+        """Starts the stopped broker again on its data."""
+        self._kafka("restart", str(self.dir))
+
+    def running(self):
+        """True when the broker process runs."""
+        return subprocess.run([str(ROOT / "scripts/kafka.sh"), "status", str(self.dir)],
+                              capture_output=True).returncode == 0
+
+
+class BrokerCluster(Kafka):
+    """A KRaft cluster of size combined broker+controller nodes on loopback (scripts/kafka.sh
+    cluster-*): node i (1-based, also its node.id) listens on port + i - 1, its controller on
+    port + 1000 + i - 1.  Topics are replicated size times (at most 3), min.insync.replicas 2.
+    """
+
+    def __init__(self, directory, port, size=3):
+        super().__init__(",".join(f"127.0.0.1:{port + i}" for i in range(size)))
+        self.dir = Path(directory)
+        self.port = port
+        self.size = size
+        self.replication = min(size, 3)
+        self.start_seconds = None  # how long the last start took
+
+    def start(self):
+        """Formats (on first use) and starts every node; waits until the cluster replicates."""
+        t0 = time.monotonic()
+        out = kafka_sh("cluster-start", str(self.dir), str(self.port), str(self.size)).strip()
+        self.start_seconds = time.monotonic() - t0
+        assert out == self.bootstrap, f"kafka.sh cluster-start printed {out!r}, not {self.bootstrap!r}"
+
+    def stop(self):
+        """Stops every node (SIGTERM)."""
+        kafka_sh("cluster-stop", str(self.dir))
+
+    def kill9(self, i):
+        """Kills node i with SIGKILL (a crash)."""
+        kafka_sh("cluster-kill9", str(self.dir), str(i))
+
+    def restart(self, i):
+        """Starts node i again (stopping it first if it runs) and waits until the cluster is whole:
+        every node in the metadata and a replicated write acknowledged by all."""
+        kafka_sh("cluster-restart-broker", str(self.dir), str(i))
+
+    def running(self, i):
+        """True when the process of node i runs."""
+        status = subprocess.run([str(ROOT / "scripts/kafka.sh"), "cluster-status", str(self.dir)],
+                                capture_output=True, text=True).stdout
+        return f"b{i} running " in status
+
+    def live_brokers(self):
+        """Ids of the brokers in the cluster's metadata (registered and not fenced)."""
+        return set(self.admin().list_topics(timeout=20).brokers)
+
+    def leaders(self, topics):
+        """How many partitions of topics each broker leads ({broker id: count})."""
+        md = self.admin().list_topics(timeout=20)
+        counts = {}
+        for t in topics:
+            for p in md.topics[t].partitions.values():
+                counts[p.leader] = counts.get(p.leader, 0) + 1
+        return counts
 
 
 # --------------------------------------------------------------------------- PostgreSQL
