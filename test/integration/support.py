@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,43 +125,66 @@ class Kafka:
         return sorted(t for t in md.topics
                       if t.startswith((prefix + ".", prefix + "-app.")) or t == prefix + "-control")
 
-    def read(self, topics, timeout=90, isolation="read_committed"):
-        """Every message of topics (all partitions, from the beginning, assign not subscribe).
+    def _consumer(self, isolation, **conf):
+        """A consumer (assign, never commit) with isolation.level isolation and more conf."""
+        return Consumer({"bootstrap.servers": self.bootstrap, "group.id": "pg-engage-it",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": isolation, **conf})
 
-        isolation is the consumer's isolation.level: read_committed (librdkafka's default) reads
-        to the last stable offset and skips aborted transactions; read_uncommitted reads all.
+    def ends(self, topics):
+        """{(topic, partition): (low, high)} of the non-empty partitions of topics.
+
+        high is the high watermark: past every message written so far, committed or not (what a
+        read_committed consumer is told is the last stable offset, short of open transactions).
         """
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "pg-engage-it",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                             "isolation.level": isolation})
+        consumer = self._consumer("read_uncommitted")
         try:
             md = consumer.list_topics(timeout=20)
-            ends, assign = {}, []
+            ends = {}
             for t in topics:
                 for p in md.topics[t].partitions:
-                    tp = TopicPartition(t, p)
-                    low, high = consumer.get_watermark_offsets(tp, timeout=20)
+                    low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=20)
                     if high > low:
-                        ends[(t, p)] = high
-                        assign.append(TopicPartition(t, p, low))
-            events = []
-            if not assign:
-                return events
-            consumer.assign(assign)
+                        ends[(t, p)] = (low, high)
+            return ends
+        finally:
+            consumer.close()
+
+    def read(self, topics, timeout=90, isolation="read_committed"):
+        """Every message of topics (all partitions, from the beginning, assign not subscribe), up
+        to the ends (high watermarks) the partitions had when called.
+
+        isolation is the consumer's isolation.level: read_committed (librdkafka's default) skips
+        aborted transactions and waits until the transactions open at the call have ended;
+        read_uncommitted reads every message.  Commit and abort markers take offsets but are never
+        delivered: a partition is read once the consumer reports its end (partition EOF) there.
+        """
+        ends = self.ends(topics)
+        events = []
+        if not ends:
+            return events
+        consumer = self._consumer(isolation, **{"enable.partition.eof": True})
+        try:
+            consumer.assign([TopicPartition(t, p, low) for (t, p), (low, _) in ends.items()])
             pending = set(ends)
             deadline = time.monotonic() + timeout
             while pending:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"could not read {pending} to the end within {timeout}s")
                 for m in consumer.consume(num_messages=5000, timeout=1):
+                    key = (m.topic(), m.partition())
+                    end = ends[key][1]
+                    if m.error() and m.error().code() == KafkaError._PARTITION_EOF:
+                        if m.offset() >= end:
+                            pending.discard(key)
+                        continue
                     if m.error():
                         raise AssertionError(f"consumer error: {m.error()}")
-                    key = (m.topic(), m.partition())
-                    if m.offset() >= ends[key]:
+                    if m.offset() >= end:
                         continue
                     events.append(Event(m.topic(), m.partition(), m.offset(), m.key(),
                                         {k: v.decode() for k, v in (m.headers() or [])}, m.value()))
-                    if m.offset() == ends[key] - 1:
+                    if m.offset() == end - 1:
                         pending.discard(key)
             events.sort(key=lambda e: (e.topic, e.partition, e.offset))
             return events
