@@ -497,6 +497,14 @@ node_dir() {
   echo "$1/b$2"
 }
 
+# Exit trap of cluster-start: when it fails, SIGKILL the nodes it spawned (pids in SPAWNED_PIDS).
+kill_spawned() {
+  local rc=$? pid
+  ((rc == 0)) && return 0
+  for pid in "${SPAWNED_PIDS[@]+"${SPAWNED_PIDS[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  return "$rc"
+}
+
 # cluster-start DIR BASEPORT [N]: format DIR's N nodes if new, start them all, wait until ready.
 cmd_cluster_start() {
   [[ $# -ge 2 ]] || die "usage: kafka.sh cluster-start DIR BASEPORT [N]"
@@ -514,16 +522,19 @@ cmd_cluster_start() {
   fi
   declare -gA PIDS=() OFFSETS=()
   local spawned=()
+  SPAWNED_PIDS=()
+  trap kill_spawned EXIT
   for ((i = 1; i <= n; i++)); do
     if PIDS[$i]="$(running_pid "$dir/b$i")"; then
       OFFSETS[$i]=0
     else
       spawn "$dir/b$i"
-      PIDS[$i]="$SPAWNED_PID"; OFFSETS[$i]="$LOG_OFFSET"; spawned+=("$i")
+      PIDS[$i]="$SPAWNED_PID"; OFFSETS[$i]="$LOG_OFFSET"; spawned+=("$i"); SPAWNED_PIDS+=("$SPAWNED_PID")
     fi
   done
   deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
   cluster_await "$dir" "$deadline" "${spawned[@]+"${spawned[@]}"}"
+  trap - EXIT
   log "cluster of $n brokers ready in $dir"
   cluster_bootstrap "$dir"
 }
