@@ -1,4 +1,5 @@
-"""Fixtures of the pg_engage integration suite: one Kafka broker, one PostgreSQL cluster per module."""
+"""Fixtures of the pg_engage integration suite: one Kafka broker, one PostgreSQL cluster per module,
+and, for the modules that ask for it, a 3-broker Kafka cluster."""
 import os
 import re
 import shutil
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from support import Broker, Cluster, port_free, wait_until
+from support import Broker, BrokerCluster, Cluster, port_free, wait_until
 
 # Overridable so that two checkouts can run the suite side by side.
 KAFKA_PORT = int(os.environ.get("ENGAGE_TEST_KAFKA_PORT", "19392"))
 KAFKA_SASL_PORT = int(os.environ.get("ENGAGE_TEST_KAFKA_SASL_PORT", str(KAFKA_PORT + 2)))
+# A 3-broker cluster's client ports are KAFKA_CLUSTER_PORT..+2, its controllers' 1000 above.
+KAFKA_CLUSTER_PORT = int(os.environ.get("ENGAGE_TEST_KAFKA_CLUSTER_PORT", "19500"))
 FIRST_PG_PORT = int(os.environ.get("ENGAGE_TEST_PG_PORT", "55500"))
 RUN_ID = uuid.uuid4().hex[:6]
 _clusters = []
@@ -51,20 +54,41 @@ def broker(work_dir):
     b.stop()
 
 
+@pytest.fixture(scope="module")
+def kafka_cluster(work_dir):
+    """A fresh 3-broker KRaft cluster for the module (BrokerCluster: bootstrap, kill9(i), restart(i),
+    read_prefix(prefix, isolation=...)); stopped at the module's end."""
+    ports = [KAFKA_CLUSTER_PORT + i for i in range(3)]
+    busy = [p for p in ports + [p + 1000 for p in ports] if not port_free(p)]
+    if busy:
+        pytest.fail(f"ports {busy} are in use: cannot start the test Kafka cluster")
+    c = BrokerCluster(work_dir / "kafka-cluster", KAFKA_CLUSTER_PORT, 3)
+    shutil.rmtree(c.dir, ignore_errors=True)  # an earlier module's (stopped) cluster
+    try:
+        c.start()
+    except BaseException:
+        c.stop()  # the nodes that did start
+        raise
+    print(f"kafka cluster {c.bootstrap} started in {c.start_seconds:.1f} s")
+    yield c
+    c.stop()
+
+
 @pytest.fixture(scope="session")
 def make_cluster(work_dir, broker):
     """Factory of started clusters with pg_engage preloaded and pointed at the broker."""
     ports = iter(range(FIRST_PG_PORT, FIRST_PG_PORT + 400))
 
-    def make(name, *conf, extension_db="postgres", wait_slot=True, request=None):
+    def make(name, *conf, extension_db="postgres", wait_slot=True, request=None, brokers=None):
         """Creates and starts cluster name with extra conf lines; CREATE EXTENSION in extension_db.
 
-        With wait_slot, the extension is created only once the shipper's slot exists, so the
+        The shipper sends to brokers (engage.brokers; default: the session's broker).  With
+        wait_slot, the extension is created only once the shipper's slot exists, so the
         extension's own rows are in the stream.
         """
         port = next(p for p in ports if port_free(p))
         conf_lines = ["shared_preload_libraries = 'pg_engage'",
-                      f"engage.brokers = '{broker.bootstrap}'",
+                      f"engage.brokers = '{brokers or broker.bootstrap}'",
                       f"engage.topic_prefix = 'it-{RUN_ID}-{name}'",
                       "log_line_prefix = '%m [%p] %b '",
                       *conf]

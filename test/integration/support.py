@@ -95,21 +95,124 @@ class Event:
         return self.headers.get("engage.id") if self.value is None else self.record["id"]
 
 
-class Broker:
+class Kafka:
+    """Kafka as its clients see it, reached through a bootstrap list: admin, topics, reading.
+
+    Broker (one broker) and BrokerCluster (several) add running it with scripts/kafka.sh.
+    """
+
+    replication = 1  # replication factor of the topics create_topic makes
+
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap  # "host:port[,host:port...]"
+
+    def admin(self):
+        """A Kafka admin client."""
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def create_topic(self, name, partitions=1, config=None):
+        """Creates a topic with the given topic config."""
+        admin = self.admin()  # must outlive the futures
+        futures = admin.create_topics([NewTopic(name, partitions, self.replication, config=config or {})],
+                                      operation_timeout=30)
+        for f in futures.values():
+            f.result(timeout=30)
+
+    def topics(self, prefix):
+        """Names of the topics of a prefix: row topics '<prefix>.*', application topics '<prefix>-app.*'
+        and the control topic '<prefix>-control' (gap and snapshot records)."""
+        md = self.admin().list_topics(timeout=20)
+        return sorted(t for t in md.topics
+                      if t.startswith((prefix + ".", prefix + "-app.")) or t == prefix + "-control")
+
+    def _consumer(self, isolation, **conf):
+        """A consumer (assign, never commit) with isolation.level isolation and more conf."""
+        return Consumer({"bootstrap.servers": self.bootstrap, "group.id": "pg-engage-it",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": isolation, **conf})
+
+    def ends(self, topics):
+        """{(topic, partition): (low, high)} of the non-empty partitions of topics.
+
+        high is the high watermark: past every message written so far, committed or not (what a
+        read_committed consumer is told is the last stable offset, short of open transactions).
+        """
+        consumer = self._consumer("read_uncommitted")
+        try:
+            md = consumer.list_topics(timeout=20)
+            ends = {}
+            for t in topics:
+                for p in md.topics[t].partitions:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=20)
+                    if high > low:
+                        ends[(t, p)] = (low, high)
+            return ends
+        finally:
+            consumer.close()
+
+    def read(self, topics, timeout=90, isolation="read_committed"):
+        """Every message of topics (all partitions, from the beginning, assign not subscribe), up
+        to the ends (high watermarks) the partitions had when called.
+
+        isolation is the consumer's isolation.level: read_committed (librdkafka's default) skips
+        aborted transactions and waits until the transactions open at the call have ended;
+        read_uncommitted reads every message.  Commit and abort markers take offsets but are never
+        delivered: a partition is read once the consumer reports its end (partition EOF) there.
+        """
+        ends = self.ends(topics)
+        events = []
+        if not ends:
+            return events
+        consumer = self._consumer(isolation, **{"enable.partition.eof": True})
+        try:
+            consumer.assign([TopicPartition(t, p, low) for (t, p), (low, _) in ends.items()])
+            pending = set(ends)
+            deadline = time.monotonic() + timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"could not read {pending} to the end within {timeout}s")
+                for m in consumer.consume(num_messages=5000, timeout=1):
+                    key = (m.topic(), m.partition())
+                    end = ends[key][1]
+                    if m.error() and m.error().code() == KafkaError._PARTITION_EOF:
+                        if m.offset() >= end:
+                            pending.discard(key)
+                        continue
+                    if m.error():
+                        raise AssertionError(f"consumer error: {m.error()}")
+                    if m.offset() >= end:
+                        continue
+                    events.append(Event(m.topic(), m.partition(), m.offset(), m.key(),
+                                        {k: v.decode() for k, v in (m.headers() or [])}, m.value()))
+                    if m.offset() == end - 1:
+                        pending.discard(key)
+            events.sort(key=lambda e: (e.topic, e.partition, e.offset))
+            return events
+        finally:
+            consumer.close()
+
+    def read_prefix(self, prefix, timeout=90, isolation="read_committed"):
+        """Every message of the topics of a topic prefix."""
+        return self.read(self.topics(prefix), timeout, isolation)
+
+
+def kafka_sh(*args, env=None):
+    """Runs scripts/kafka.sh with args (and extra environment); returns its stdout."""
+    return run([str(ROOT / "scripts/kafka.sh"), *args], timeout=240, env={**os.environ, **(env or {})})
+
+
+class Broker(Kafka):
     """The single Kafka broker of the session, run by scripts/kafka.sh."""
 
     def __init__(self, directory, port, sasl_port=None):
+        super().__init__(f"127.0.0.1:{port}")
         self.dir = Path(directory)
         self.port = port
-        self.bootstrap = f"127.0.0.1:{port}"
         self.sasl_port = sasl_port  # SASL_PLAINTEXT, PLAIN, user engage / engage-secret
 
     def _kafka(self, *args):
         """Runs scripts/kafka.sh with args."""
-        env = dict(os.environ)
-        if self.sasl_port:
-            env["KAFKA_SASL_PORT"] = str(self.sasl_port)
-        return run([str(ROOT / "scripts/kafka.sh"), *args], timeout=240, env=env)
+        return kafka_sh(*args, env={"KAFKA_SASL_PORT": str(self.sasl_port)} if self.sasl_port else None)
 
     def start(self):
         """Starts (formats on first use) the broker and waits until it is ready."""
@@ -132,74 +235,59 @@ class Broker:
         return subprocess.run([str(ROOT / "scripts/kafka.sh"), "status", str(self.dir)],
                               capture_output=True).returncode == 0
 
-    def admin(self):
-        """A Kafka admin client."""
-        return AdminClient({"bootstrap.servers": self.bootstrap})
 
-    def create_topic(self, name, partitions=1, config=None):
-        """Creates a topic with the given topic config."""
-        admin = self.admin()  # must outlive the futures
-        futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})],
-                                      operation_timeout=30)
-        for f in futures.values():
-            f.result(timeout=30)
+class BrokerCluster(Kafka):
+    """A KRaft cluster of size combined broker+controller nodes on loopback (scripts/kafka.sh
+    cluster-*): node i (1-based, also its node.id) listens on port + i - 1, its controller on
+    port + 1000 + i - 1.  Topics are replicated size times (at most 3), min.insync.replicas 2.
+    """
 
-    def topics(self, prefix):
-        """Names of the topics of a prefix: row topics '<prefix>.*', application topics '<prefix>-app.*'
-        and the control topic '<prefix>-control' (gap and snapshot records)."""
+    def __init__(self, directory, port, size=3):
+        super().__init__(",".join(f"127.0.0.1:{port + i}" for i in range(size)))
+        self.dir = Path(directory)
+        self.port = port
+        self.size = size
+        self.replication = min(size, 3)
+        self.start_seconds = None  # how long the last start took
+
+    def start(self):
+        """Formats (on first use) and starts every node; waits until the cluster replicates."""
+        t0 = time.monotonic()
+        out = kafka_sh("cluster-start", str(self.dir), str(self.port), str(self.size)).strip()
+        self.start_seconds = time.monotonic() - t0
+        assert out == self.bootstrap, f"kafka.sh cluster-start printed {out!r}, not {self.bootstrap!r}"
+
+    def stop(self):
+        """Stops every node (SIGTERM)."""
+        kafka_sh("cluster-stop", str(self.dir))
+
+    def kill9(self, i):
+        """Kills node i with SIGKILL (a crash)."""
+        kafka_sh("cluster-kill9", str(self.dir), str(i))
+
+    def restart(self, i):
+        """Starts node i again (stopping it first if it runs) and waits until the cluster is whole:
+        every node in the metadata and a replicated write acknowledged by all."""
+        kafka_sh("cluster-restart-broker", str(self.dir), str(i))
+
+    def running(self, i):
+        """True when the process of node i runs."""
+        status = subprocess.run([str(ROOT / "scripts/kafka.sh"), "cluster-status", str(self.dir)],
+                                capture_output=True, text=True).stdout
+        return f"b{i} running " in status
+
+    def live_brokers(self):
+        """Ids of the brokers in the cluster's metadata (registered and not fenced)."""
+        return set(self.admin().list_topics(timeout=20).brokers)
+
+    def leaders(self, topics):
+        """How many partitions of topics each broker leads ({broker id: count})."""
         md = self.admin().list_topics(timeout=20)
-        return sorted(t for t in md.topics
-                      if t.startswith((prefix + ".", prefix + "-app.")) or t == prefix + "-control")
-
-    def read(self, topics, timeout=90, isolation="read_uncommitted"):
-        """Every message of topics (all partitions, from the beginning, assign not subscribe);
-        isolation read_committed leaves out what aborted Kafka transactions held."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "pg-engage-it",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                             "isolation.level": isolation, "enable.partition.eof": True})
-        try:
-            md = consumer.list_topics(timeout=20)
-            ends, assign = {}, []
-            for t in topics:
-                for p in md.topics[t].partitions:
-                    tp = TopicPartition(t, p)
-                    low, high = consumer.get_watermark_offsets(tp, timeout=20)
-                    if high > low:
-                        ends[(t, p)] = high
-                        assign.append(TopicPartition(t, p, low))
-            events = []
-            if not assign:
-                return events
-            consumer.assign(assign)
-            pending = set(ends)
-            deadline = time.monotonic() + timeout
-            while pending:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"could not read {pending} to the end within {timeout}s")
-                for m in consumer.consume(num_messages=5000, timeout=1):
-                    key = (m.topic(), m.partition())
-                    if m.error() and m.error().code() == KafkaError._PARTITION_EOF:
-                        # read_committed: the end is the last stable offset (commit markers and
-                        # aborted messages are never delivered)
-                        if isolation == "read_committed" or m.offset() >= ends.get(key, 0):
-                            pending.discard(key)
-                        continue
-                    if m.error():
-                        raise AssertionError(f"consumer error: {m.error()}")
-                    if m.offset() >= ends[key]:
-                        continue
-                    events.append(Event(m.topic(), m.partition(), m.offset(), m.key(),
-                                        {k: v.decode() for k, v in (m.headers() or [])}, m.value()))
-                    if m.offset() == ends[key] - 1:
-                        pending.discard(key)
-            events.sort(key=lambda e: (e.topic, e.partition, e.offset))
-            return events
-        finally:
-            consumer.close()
-
-    def read_prefix(self, prefix, timeout=90, isolation="read_uncommitted"):
-        """Every message of the topics of a topic prefix."""
-        return self.read(self.topics(prefix), timeout, isolation)
+        counts = {}
+        for t in topics:
+            for p in md.topics[t].partitions.values():
+                counts[p.leader] = counts.get(p.leader, 0) + 1
+        return counts
 
 
 # --------------------------------------------------------------------------- PostgreSQL
