@@ -37,8 +37,7 @@ class Mode:
 
 MODES = {
     "at_least_once": Mode(),
-    # Issue 10, when engage.delivery exists:
-    # "exactly_once": Mode(["engage.delivery = 'exactly_once'"], duplicates_allowed=False),
+    "exactly_once": Mode(["engage.delivery = 'exactly_once'"], duplicates_allowed=False),
 }
 
 MIN_DOWN_S = 15  # how long the victims stay dead at least (the slot must advance, or be held)
