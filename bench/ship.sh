@@ -56,6 +56,7 @@
 # transactions/s), BENCH_NO_BUILD=1 or NO_BUILD=1 (use the installed build),
 # BENCH_KEEP=1 or KEEP=1 (leave the cluster and the broker running),
 # BENCH_LATENCY_ROUNDS (3: latency runs per delivery mode, medians kept),
+# BENCH_SAVE_LOG (a file to copy the server's log to before the cleanup),
 # PG_ENGAGE_VENV (Python environment, as scripts/test.sh),
 # BENCH_KAFKA_PROPERTIES (engage.kafka_properties of the shipper, default empty:
 # the shipper's defaults; e.g. 'compression.type=none' to compare with lz4).
@@ -133,6 +134,7 @@ cleanup() {
     fi
     cluster_stop "$DIR" immediate
     "$ROOT/scripts/kafka.sh" stop "$KDIR" || true
+    if [ -n "${BENCH_SAVE_LOG:-}" ]; then cp "$DIR/server.log" "$BENCH_SAVE_LOG" || true; fi
     rm -rf "$DIR"
 }
 trap cleanup EXIT
