@@ -57,6 +57,7 @@
 # BENCH_KEEP=1 or KEEP=1 (leave the cluster and the broker running),
 # BENCH_LATENCY_ROUNDS (3: latency runs per delivery mode, medians kept),
 # BENCH_SAVE_LOG (a file to copy the server's log to before the cleanup),
+# BENCH_WARMUP (1: one unmeasured round of each shipper mode first; 0: none),
 # PG_ENGAGE_VENV (Python environment, as scripts/test.sh),
 # BENCH_KAFKA_PROPERTIES (engage.kafka_properties of the shipper, default empty:
 # the shipper's defaults; e.g. 'compression.type=none' to compare with lz4).
@@ -83,6 +84,7 @@ OVERHEAD_ROUNDS=${BENCH_OVERHEAD_ROUNDS:-2}
 LATENCY_SECONDS=${BENCH_LATENCY_SECONDS:-30}
 LATENCY_RATE=${BENCH_LATENCY_RATE:-500}
 LATENCY_ROUNDS=${BENCH_LATENCY_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-1}
 LATENCY_ROWS=10                 # members inserted per latency transaction
 CHANGES=$((ROWS + UPDATES))
 VENV=${PG_ENGAGE_VENV:-$HOME/.cache/pg_engage/venv}
@@ -93,6 +95,7 @@ for v in ROWS UPDATES RUNS PORT KAFKA_PORT MEMBERS PGBENCH_SECONDS \
 done
 [[ $OVERHEAD_ROUNDS =~ ^[0-9]+$ ]] || die "BENCH_OVERHEAD_ROUNDS must be 0 (skip) or more (got '$OVERHEAD_ROUNDS')"
 ((RUNS <= 12)) || die "BENCH_RUNS is at most 12 (three slots per round)"
+[[ $WARMUP =~ ^[01]$ ]] || die "BENCH_WARMUP must be 0 or 1 (got '$WARMUP')"
 
 # Targets.
 MAX_SHIP_RATIO=1.5              # shipping time / pure decode time
@@ -581,6 +584,9 @@ for ((r = 1; r <= RUNS; r++)); do
     shipper_on "eo_$r"
     shipper_off
 done
+if [ "$WARMUP" = 1 ]; then
+    for m in alo eo; do shipper_on "warm_$m"; shipper_off; done
+fi
 sql1 "SELECT pg_create_logical_replication_slot('bench_sql', 'engage_decoder')" >/dev/null
 for ((r = 1; r <= RUNS; r++)); do
     sql1 "SELECT pg_create_logical_replication_slot('recv_$r', 'engage_decoder')" >/dev/null
@@ -604,6 +610,22 @@ for ((r = 1; r <= RUNS; r++)); do
     py make-topics 3 CreateTime "ship$r.audience_members" "ship$r.campaign_audience" \
         "eo$r.audience_members" "eo$r.campaign_audience"
 done
+if [ "$WARMUP" = 1 ]; then
+    # The broker's first transactional session after its start is slow (its
+    # transaction coordinator and the JVM warm up: a first exactly_once round
+    # took 1.5-3x the later ones): one unmeasured round of each mode first.
+    py make-topics 3 CreateTime warma.audience_members warma.campaign_audience \
+        warme.audience_members warme.campaign_audience
+    for m in alo eo; do
+        if [ $m = alo ]; then d=at_least_once; else d=exactly_once; fi
+        engage_set engage.slot_name "warm_$m" engage.topic_prefix "warm${m:0:1}" engage.delivery "$d"
+        j=$(py ship "warm_$m" "$END_LSN" $((120 + CHANGES / 2000)))
+        shipper_off
+        printf '  warm-up  %-13s %8.3f s (not counted)\n' "$d" "$(jget "$j" seconds)" >&2
+    done
+    engage_set engage.delivery at_least_once
+    sql1 "SELECT pg_drop_replication_slot('warm_alo'), pg_drop_replication_slot('warm_eo')" >/dev/null
+fi
 PEEK="SELECT count(*), sum(octet_length(data)) FROM pg_logical_slot_peek_changes('bench_sql', '$END_LSN', NULL)"
 DECODE_S='' DECODE_CPU='' SHIP_S='' RECV_S='' SHIP_JSON=() KAFKA_COUNTS=()
 EO_S='' EO_JSON=() EO_COUNTS=() EO_MARKS=() ALO_BYTES='' EO_BYTES='' EO_PARTS=''
@@ -688,9 +710,10 @@ for j in "${SHIP_JSON[@]}"; do
 done
 say "shipper states seen: $(jget "${SHIP_JSON[0]}" states)"
 # The same for the exactly_once rounds.
-EO_HWM=0 EO_ANON=0 EO_RSS=0 EO_FIRST_ACK='' EO_SHIPPER_CPU='' EO_BROKER_CPU=''
+EO_HWM=0 EO_ANON=0 EO_RSS=0 EO_FIRST_ACK='' EO_SHIPPER_CPU='' EO_BROKER_CPU='' EO_STREAM_S=''
 for j in "${EO_JSON[@]}"; do
     EO_FIRST_ACK+="$(jget "$j" first_ack_s) "
+    EO_STREAM_S+="$(awk -v a="$(jget "$j" seconds)" -v b="$(jget "$j" first_ack_s)" 'BEGIN { printf "%.3f", a - b }') "
     EO_SHIPPER_CPU+="$(jget "$j" shipper_cpu_s) "
     EO_BROKER_CPU+="$(jget "$j" broker_cpu_s) "
     for v in HWM:vm_hwm_kb ANON:rss_anon_kb RSS:vm_rss_kb; do
@@ -953,7 +976,8 @@ echo "|---|---:|---:|---:|---|---|"
 echo "| backlog throughput, enable to last acknowledgement (exactly_once: to the last Kafka commit) | $(rate "$SHIP_MED") changes/s ($SHIP_MED s; runs ${SHIP_S% }) | $(rate "$EO_MED") changes/s ($EO_MED s; runs ${EO_S% }) | ${EO_RATIO}x (fastest runs $(awk -v e="$(fastest "$EO_S")" -v a="$(fastest "$SHIP_S")" 'BEGIN { printf "%.2f", a / e }')x) | >= ${MIN_EO_RATIO}x | $V_EO_RATIO |"
 echo "| messages in Kafka per round | $(commas "$KAFKA_MIN") (watermarks) | $(commas "$EO_MIN")..$(commas "$EO_MAX") read_committed (offsets incl. markers ${EO_MARKS[*]}) | | exactly $(commas "$CHANGES") | $V_EO_COUNT |"
 echo "| shipper CPU / broker CPU during the round (medians) | $SHIPPER_CPU_MED / $(median "$RUN_BROKER_CPU") s | $(median "$EO_SHIPPER_CPU") / $(median "$EO_BROKER_CPU") s (runs ${EO_SHIPPER_CPU% } / ${EO_BROKER_CPU% }) | $(awk -v e="$(median "$EO_SHIPPER_CPU")" -v a="$SHIPPER_CPU_MED" 'BEGIN { printf "%.2f", e / a }')x shipper | | |"
-echo "| enable to first acknowledgement | $(median "$FIRST_ACK") s | $(median "$EO_FIRST_ACK") s | | | |"
+echo "| enable to first acknowledgement (session start; exactly_once: init_transactions, progress topic made and read) | $(median "$FIRST_ACK") s (runs ${FIRST_ACK% }) | $(median "$EO_FIRST_ACK") s (runs ${EO_FIRST_ACK% }) | | | |"
+echo "| first to last acknowledgement (streaming, without the session start) | $(rate "$(median "$STREAM_S")") changes/s ($(median "$STREAM_S") s; runs ${STREAM_S% }) | $(rate "$(median "$EO_STREAM_S")") changes/s ($(median "$EO_STREAM_S") s; runs ${EO_STREAM_S% }) | $(awk -v e="$(median "$EO_STREAM_S")" -v a="$(median "$STREAM_S")" 'BEGIN { printf "%.2f", a / e }')x | | |"
 echo "| shipper VmHWM, backlog rounds (peak) | $(mib "$PEAK_HWM") MiB (RssAnon $(mib "$PEAK_ANON")) | $(mib "$EO_HWM") MiB (RssAnon $(mib "$EO_ANON")) | | <= $MAX_HWM_MIB MiB | $V_HWM / $V_EO_HWM |"
 echo "| shipper VmHWM, latency runs (peak) | $(mib "$ALO_HWM_LAT") MiB | $(mib "$EO_HWM_LAT") MiB | | | |"
 echo "| Kafka bytes per event on the broker's disk (median of rounds) | $ALO_BPE | $EO_BPE (topics+progress+txn state, bytes per round: ${EO_PARTS% }) | $(awk -v e="$EO_BPE" -v a="$ALO_BPE" 'BEGIN { printf "%.2f", e / a }')x | | |"
