@@ -1093,6 +1093,7 @@ producer_send(const EngageMessage *msg)
 	rd_kafka_headers_t *hdrs = make_headers(msg);
 	TopicEntry *entry;
 	rd_kafka_resp_err_t err;
+	const char *reason;
 
 	if (msg->topic.data == NULL)
 		return refuse_event(msg, hdrs, "", msg->no_topic_reason, true);
@@ -1101,8 +1102,8 @@ producer_send(const EngageMessage *msg)
 		return refuse_event(msg, hdrs, "", "its topic name is longer than 249 characters", true);
 	if (entry->refusal != NULL)
 		return refuse_event(msg, hdrs, entry->name, entry->refusal, true);
-	if (remembered != NULL && remembered_reason(msg) != NULL)
-		return refuse_event(msg, hdrs, entry->name, remembered_reason(msg), true);
+	if (remembered != NULL && (reason = remembered_reason(msg)) != NULL)
+		return refuse_event(msg, hdrs, entry->name, reason, true);
 	err = produce(entry, msg->key.data, msg->key.len, msg->value.data, msg->value.len, hdrs, msg->txn);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		return SEND_OK;

@@ -103,19 +103,17 @@ static MemoryContext reread_cxt = NULL;	/* holds reread */
 char	 ***reread = NULL;
 int			nreread = 0;
 int			reread_nkeys = 0;
-static bool progress_held = false;
 static int64 reread_rows = 0;	/* of the request, this session */
 static Progress held_progress;
 static TransactionId decoded[DECODED_RING];
 static int	decoded_next = 0;
 
-/* Starts the snapshots of a session: nothing held, requests read again. */
-void
-snapshot_session_start(void *plugin_state)
+/* Forgets what a session held (its memory, in snap_cxt, is deleted by the caller). */
+static void
+reset_session(void)
 {
-	snap_plugin = plugin_state;
-	snap_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage snapshots",
-									 ALLOCSET_SMALL_SIZES);
+	snap_plugin = NULL;
+	snap_cxt = NULL;
 	chunk_cxt = NULL;
 	memset(&chunk, 0, sizeof(chunk));
 	have_request = false;
@@ -124,7 +122,16 @@ snapshot_session_start(void *plugin_state)
 	reread = NULL;
 	reread_cxt = NULL;
 	nreread = 0;
-	progress_held = false;
+}
+
+/* Starts the snapshots of a session: nothing held, requests read again. */
+void
+snapshot_session_start(void *plugin_state)
+{
+	reset_session();
+	snap_plugin = plugin_state;
+	snap_cxt = AllocSetContextCreate(TopMemoryContext, "pg_engage snapshots",
+									 ALLOCSET_SMALL_SIZES);
 	next_poll = 0;
 	next_chunk = 0;
 	memset(decoded, 0, sizeof(decoded));
@@ -137,16 +144,7 @@ snapshot_session_end(void)
 {
 	if (snap_cxt != NULL)
 		MemoryContextDelete(snap_cxt);
-	snap_cxt = NULL;
-	chunk_cxt = NULL;
-	memset(&chunk, 0, sizeof(chunk));
-	have_request = false;
-	written = NIL;
-	reread = NULL;
-	reread_cxt = NULL;
-	nreread = 0;
-	progress_held = false;
-	snap_plugin = NULL;
+	reset_session();
 }
 
 /* Remembers a transaction whose events were decoded. */
@@ -312,16 +310,14 @@ snapshot_saw_watermark(const EngageRecordFacts *facts)
 		held_progress = chunk_progress();
 	chunk.announce_start = chunk.first;
 	collect_rereads();
-	if (nreread > 0)
-		progress_held = true;
-	else
+	/* With rows to read again, the chunk's progress waits in held_progress for them. */
+	if (nreread == 0)
 	{
 		w = palloc0(sizeof(Written));
 		w->request = snap_request.id;
 		w->progress = held_progress;
 		written = lappend(written, w);
 		chunk.announce_done = held_progress.last;
-		progress_held = false;
 	}
 	MemoryContextSwitchTo(old);
 	chunk.held = false;
@@ -533,7 +529,6 @@ fail_request(const char *why, ResourceOwner owner)
 	end_work(owner);
 	have_request = false;
 	nreread = 0;
-	progress_held = false;
 	next_poll = 0;
 }
 
@@ -591,7 +586,6 @@ next_chunk_or_fail(ResourceOwner owner)
 								 (long long) snap_request.id, snap_request.table)));
 			have_request = false;
 			nreread = 0;
-			progress_held = false;
 			next_poll = 0;
 		}
 		else if (why[0] != '\0')

@@ -218,29 +218,27 @@ snapshot_mark_running(int64 id)
 void
 snapshot_record_progress(int64 id, char **last_key, int nkeys, int64 rows, bool done)
 {
-	Datum		args[4];
+	Datum		args[4] = {Int64GetDatum(id), (Datum) 0, Int64GetDatum(rows), BoolGetDatum(done)};
 	Oid			types[4] = {INT8OID, TEXTARRAYOID, INT8OID, BOOLOID};
-	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeys, 1));
-	bool		keep_key = last_key == NULL;	/* a chunk without rows */
+	char		nulls[4] = "    ";
 
-	if (keep_key)
-		nkeys = 0;
-	for (int i = 0; i < nkeys; i++)
-		elems[i] = CStringGetTextDatum(last_key[i]);
-	args[0] = Int64GetDatum(id);
-	args[1] = PointerGetDatum(construct_array(elems, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
-	args[2] = Int64GetDatum(rows);
-	args[3] = BoolGetDatum(done);
-	if (run(keep_key ?
-			"UPDATE engage_internal.snapshots SET rows_read = rows_read + $3, chunks = chunks + 1, "
-			"state = CASE WHEN $4 THEN 'done' ELSE state END, "
-			"finished_at = CASE WHEN $4 THEN pg_catalog.now() END "
-			"WHERE id = $1 AND state = 'running'" :
-			"UPDATE engage_internal.snapshots SET last_key = $2, rows_read = rows_read + $3, "
-			"chunks = chunks + 1, state = CASE WHEN $4 THEN 'done' ELSE state END, "
-			"finished_at = CASE WHEN $4 THEN pg_catalog.now() END "
-			"WHERE id = $1 AND state = 'running'",
-			4, types, args, false) != SPI_OK_UPDATE)
+	/* A chunk without rows keeps the last key ($2 NULL). */
+	if (last_key == NULL)
+		nulls[1] = 'n';
+	else
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * nkeys);
+
+		for (int i = 0; i < nkeys; i++)
+			elems[i] = CStringGetTextDatum(last_key[i]);
+		args[1] = PointerGetDatum(construct_array(elems, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args("UPDATE engage_internal.snapshots SET last_key = COALESCE($2, last_key), "
+							  "rows_read = rows_read + $3, chunks = chunks + 1, "
+							  "state = CASE WHEN $4 THEN 'done' ELSE state END, "
+							  "finished_at = CASE WHEN $4 THEN pg_catalog.now() END "
+							  "WHERE id = $1 AND state = 'running'",
+							  4, types, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the progress of a snapshot");
 }
 
