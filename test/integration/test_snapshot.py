@@ -267,3 +267,21 @@ def test_forged_watermark_is_quarantined(populated, broker):
                      ("0" * 64 + '{"snapshot":1,"chunk":1,"nonce":"0000000000000000","rows":1}',))
     wait_until(lambda: cluster.status()["quarantined"] > before, 30, "the forged watermark to be quarantined")
     assert "a watermark not written by the pg_engage shipper" in cluster.log()
+
+
+def test_snapshot_of_a_hostile_name(populated, broker):
+    """A table whose schema, name and key columns need quoting, with columns named like the
+    query's row alias ("r", "r_"): every row is read, under the table's escaped topic."""
+    cluster = populated
+    cluster.reload(enabled="on")  # already on when the module's first test ran
+    cluster.wait_running()
+    cluster.query('CREATE TABLE engage."odd ""name"" r" ("k y" text, "r" int, "r_" text, PRIMARY KEY ("k y", "r"))')
+    cluster.query('INSERT INTO engage."odd ""name"" r" SELECT \'k\' || g, g, \'x\' FROM generate_series(1, 700) g')
+    (sid,), = cluster.query("""SELECT snapshot_id FROM engage.snapshot(ARRAY['engage."odd ""name"" r"'::regclass])""")
+    snap = [r for r in wait_snapshots_done(cluster) if r["id"] == sid][0]
+    assert snap["state"] == "done" and snap["rows_read"] == 700, snap
+    cluster.wait_shipped()
+    topic = [t for t in broker.topics(cluster.prefix) if ".odd__name__r." in t]
+    assert len(topic) == 1, broker.topics(cluster.prefix)
+    reads = {e.key for e in broker.read(topic) if not e.tombstone and e.record["op"] == "read"}
+    assert len(reads) == 700
