@@ -4,7 +4,9 @@ Each case is a few records of one key, some landed in a later cycle than newer o
 objects): deletes are never undone by older events, the newest version wins by numeric
 (commit LSN, position) order, snapshot `read` rows order like inserts, unchanged TOAST values
 are carried, JSON null differs from SQL NULL, a TRUNCATE removes older rows (late ones too),
-`schema` and `gap` records are staged (gaps warn), duplicates are staged once.
+`schema` and `gap` records are staged (gaps warn), duplicates are staged once. A delivery gap
+removes the rows a table had before it once a snapshot of the table begun after it is done, and
+nothing otherwise.
 """
 from __future__ import annotations
 
@@ -42,6 +44,44 @@ def member(id_, op, member_id, name, contact="c", toast=None, **extra):
     return rec(id_, op, pk={"member_id": member_id}, new=row)
 
 
+def gap(to_lsn: str, from_lsn: str) -> str:
+    """Return a shipper's gap record (control topic, no table; README.md "A lost slot")."""
+    return json.dumps({"v": 1, "id": f"{to_lsn}:0", "op": "gap", "from_lsn": from_lsn,
+                       "to_lsn": to_lsn, "slot": "engage_shipper", "reason": "the slot was dropped"},
+                      separators=(",", ":"))
+
+
+def snap(id_: str, table: str, snapshot_id: int, state: str) -> str:
+    """Return a snapshot record (control topic) framing a snapshot's read records of table."""
+    return rec(id_, "snapshot", table,
+               snapshot={"id": snapshot_id, "reason": "slot loss", "state": state})
+
+
+def row(id_: str, op: str, table: str, key: str, key_value: int, **cols) -> str:
+    """A record of one row of a single-key table (delete: the old key only)."""
+    pk = {key: key_value}
+    if op == "delete":
+        return rec(id_, op, table, pk=pk, old=pk)
+    return rec(id_, op, table, pk=pk, new={**pk, **cols, "created_at": TS})
+
+
+def user(id_, op, user_id, username):
+    """A users record."""
+    return row(id_, op, "users", "user_id", user_id, username=username, department="d",
+               contact=None)
+
+
+def template(id_, op, template_id, name):
+    """A templates record."""
+    return row(id_, op, "templates", "template_id", template_id, name=name, type="email")
+
+
+def audience(id_, op, audience_id, name):
+    """An audiences record."""
+    return row(id_, op, "audiences", "audience_id", audience_id, name=name, segment_types=None,
+               location_type=None)
+
+
 def am(id_, op, audience_id, member_id):
     """An audience_members record."""
     pk = {"audience_id": audience_id, "member_id": member_id}
@@ -72,7 +112,7 @@ SECOND = [
     am("0/800:1", "insert", 1, 2),
     rec("0/900:1", "schema", columns=[{"name": "nickname", "type": "text"}]),
     member("0/901:1", "insert", 8, "eight", nickname="Ate"),
-    rec("0/950:1", "gap", table=None),
+    gap("0/950", "0/940"),
 ]
 LATE = [
     member("0/200:1", "update", 1, "one resurrected?"),
@@ -129,3 +169,124 @@ def test_state_semantics(kind, pg, tmp_path):
     assert query(cfg, f"SELECT count(*) FROM {s}.stg_gaps")[0][0] == 1
     n = len(FIRST) + len(SECOND) + len(LATE)
     assert query(cfg, f"SELECT count(*) FROM {s}.stg_events")[0][0] == n
+
+
+# A slot lost from 0/180 to 0/500 (gap id 0/500:0). Before it: members 1-4, audiences 1-2, users
+# 1-2, templates 1-2, with an initial snapshot of templates (done before the gap: heals nothing).
+# During it (never shipped): members 2, audiences 2, users 2 and templates 2 were deleted.
+BEFORE_GAP = [
+    snap("0/90:1", "templates", 1, "started"),
+    template("0/90:2", "read", 1, "t1"),
+    template("0/90:3", "read", 2, "t2"),
+    snap("0/90:4", "templates", 1, "done"),
+    *(member(f"0/100:{i}", "insert", i, f"m{i}") for i in (1, 2, 3, 4)),
+    *(audience(f"0/110:{i}", "insert", i, f"a{i}") for i in (1, 2)),
+    snap("0/120:1", "users", 2, "started"),        # users' snapshot, open when the slot is lost
+    user("0/120:2", "read", 1, "u1"),
+    user("0/120:3", "read", 2, "u2"),
+]
+# After the gap, one cycle: the slot-loss snapshot of members reads 1 and 3 (member 4 was
+# updated meanwhile, so its read was dropped; member 5 was inserted after its chunk); that of
+# audiences has started; users' open snapshot goes on from its last chunk and ends.
+AFTER_GAP = [
+    gap("0/500", "0/180"),
+    member("0/505:1", "update", 4, "m4 after the gap"),
+    snap("0/510:1", "members", 7, "started"),
+    member("0/510:2", "read", 1, "m1 read"),
+    member("0/510:3", "read", 3, "m3 read"),
+    member("0/520:1", "insert", 5, "m5"),
+    snap("0/530:1", "audiences", 8, "started"),
+    audience("0/530:2", "read", 1, "a1 read"),
+    snap("0/540:1", "users", 2, "done"),
+]
+MEMBERS_DONE = [snap("0/550:1", "members", 7, "done")]
+# Late objects of events older than the gap: they bring nothing back, overwrite no read.
+LATE_OLD = [member("0/150:1", "update", 2, "m2 late"), member("0/160:1", "update", 3, "m3 late")]
+# Every other table's snapshot, begun after the gap, ends: every table is healed.
+ALL_DONE = [
+    snap("0/560:1", "audiences", 8, "done"),
+    *(x for i, t in enumerate(["users", "templates", "audience_members", "campaigns",
+                                "campaign_audience"])
+      for x in (snap(f"0/57{i}:1", t, 10 + i, "started"), snap(f"0/57{i}:2", t, 10 + i, "done"))),
+]
+
+
+def live(cfg, table: str, key: str) -> dict:
+    """Return {key: name column} of the live rows of cur_<table>."""
+    name = "username" if table == "users" else "name"
+    return dict(query(cfg, f"SELECT {key}, {name} FROM {cfg.schema}.cur_{table} ORDER BY 1"))
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_gap_healed_by_done_snapshot(kind, pg, tmp_path):
+    """A gap acts on a table as a TRUNCATE at the gap once a snapshot of the table begun after it
+    is done, in the cycle that stages its `done` record; never for other tables."""
+    cfg = warehouse_config(kind, tmp_path, pg, "wh_gap")
+    landing = tmp_path / "landing"
+    w = LandingWriter(landing, partitions=1)
+    s = cfg.schema
+    w.write(BEFORE_GAP)
+    cycle(landing, cfg, tmp_path)
+    w.write(AFTER_GAP)
+    r = cycle(landing, cfg, tmp_path)
+    assert r["dbt_warnings"] == 1                   # the gap, healed for no table yet
+    # members' snapshot is not done: nothing is removed yet, anywhere
+    assert live(cfg, "members", "member_id") == {
+        1: "m1 read", 2: "m2", 3: "m3 read", 4: "m4 after the gap", 5: "m5"}
+    assert live(cfg, "audiences", "audience_id") == {1: "a1 read", 2: "a2"}
+    assert live(cfg, "users", "user_id") == {1: "u1", 2: "u2"}
+    assert live(cfg, "templates", "template_id") == {1: "t1", 2: "t2"}
+
+    w.write(MEMBERS_DONE)
+    r = cycle(landing, cfg, tmp_path)
+    assert r["dbt_warnings"] == 1 and r["rows_changed_by_table"]["members"] == 1
+    # member 2, neither read nor written since the gap, is gone; the others stay
+    assert live(cfg, "members", "member_id") == {
+        1: "m1 read", 3: "m3 read", 4: "m4 after the gap", 5: "m5"}
+    done_batch = query(cfg, f"SELECT _batch FROM {s}.stg_events WHERE event_id = '0/550:1'")[0][0]
+    assert query(cfg, f"SELECT _deleted, _op, _event_id, _batch FROM {s}.state_members "
+                      "WHERE member_id = 2") == [(True, "gap", "0/100:2", done_batch)]
+    # audiences' snapshot is not done; users' began before the gap; templates' ended before it
+    assert live(cfg, "audiences", "audience_id") == {1: "a1 read", 2: "a2"}
+    assert live(cfg, "users", "user_id") == {1: "u1", 2: "u2"}
+    assert live(cfg, "templates", "template_id") == {1: "t1", 2: "t2"}
+
+    w.write(LATE_OLD)
+    cycle(landing, cfg, tmp_path, audit=True)
+    assert live(cfg, "members", "member_id") == {
+        1: "m1 read", 3: "m3 read", 4: "m4 after the gap", 5: "m5"}
+    assert query(cfg, f"SELECT _deleted, _op FROM {s}.state_members WHERE member_id = 2") == [
+        (True, "gap")]
+
+    w.write(ALL_DONE)
+    r = cycle(landing, cfg, tmp_path, audit=True)
+    assert r["dbt_warnings"] == 0                   # healed for every table
+    assert live(cfg, "audiences", "audience_id") == {1: "a1 read"}
+    assert live(cfg, "users", "user_id") == {}       # the snapshot read nothing after the gap
+    assert live(cfg, "templates", "template_id") == {}
+    assert live(cfg, "members", "member_id") == {
+        1: "m1 read", 3: "m3 read", 4: "m4 after the gap", 5: "m5"}
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_gap_without_snapshot_removes_nothing(kind, pg, tmp_path):
+    """Under engage.on_slot_loss = continue there is no snapshot: a gap removes no row, even
+    with later cycles and a TRUNCATE of another table; it warns on every build."""
+    cfg = warehouse_config(kind, tmp_path, pg, "wh_gap_continue")
+    landing = tmp_path / "landing"
+    w = LandingWriter(landing, partitions=1)
+    w.write([member(f"0/100:{i}", "insert", i, f"m{i}") for i in (1, 2)]
+            + [audience("0/110:1", "insert", 1, "a1")])
+    cycle(landing, cfg, tmp_path)
+    w.write([gap("0/500", "0/180"), member("0/510:1", "insert", 3, "m3"),
+             rec("0/520:1", "truncate", "templates", cascade=False, restart_identity=False)])
+    r = cycle(landing, cfg, tmp_path)
+    assert live(cfg, "members", "member_id") == {1: "m1", 2: "m2", 3: "m3"}
+    assert r["dbt_warnings"] == 1
+    w.write([member("0/530:1", "update", 1, "m1 v2")])
+    r = cycle(landing, cfg, tmp_path, audit=True)
+    assert live(cfg, "members", "member_id") == {1: "m1 v2", 2: "m2", 3: "m3"}
+    assert live(cfg, "audiences", "audience_id") == {1: "a1"}
+    assert r["dbt_warnings"] == 1
+    assert query(cfg, f"SELECT from_lsn, to_lsn, slot_name FROM {cfg.schema}.stg_gaps") == [
+        ("0/180", "0/500", "engage_shipper")]

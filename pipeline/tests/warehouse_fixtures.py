@@ -2,7 +2,8 @@
 
 No Kafka: event records come from decoding a logical slot with engage_decoder (the exact values
 the shipper sends) or are made up, and `LandingWriter` writes them as pipeline/LANDING.md objects
-with made-up topics, partitions and offsets (`engage.<table>` per table, like the shipper).
+with made-up partitions and offsets, on the shipper's topics (`engage.<table>` per table,
+`engage-app.<topic>` for messages, `engage-control` for gap and snapshot records).
 
     src = SourceCluster(tmp_dir, port)         # a PostgreSQL with pg_engage and a slot
     src.sql("...")                             # run SQL in the source database
@@ -31,14 +32,18 @@ def record_meta(value: str) -> dict:
     rec = json.loads(value)
     if rec["op"] == "message":
         topic, key = f"engage-app.{rec['topic']}", rec.get("key")
+    elif rec["op"] == "gap":                     # the control topic, keyed by the slot name
+        topic, key = "engage-control", rec["slot"]
+    elif rec["op"] == "snapshot":                # the control topic, keyed by the table's name
+        topic, key = "engage-control", rec["table"]
     else:
         topic = "engage." + rec["table"].split(".", 1)[1]
         key = None if rec.get("pk") is None else json.dumps(rec["pk"], separators=(",", ":"))
     headers = {"engage.id": rec["id"], "engage.op": rec["op"]}
     if rec.get("table"):
         headers["engage.table"] = rec["table"]
-    if rec.get("lsn"):
-        headers["engage.lsn"] = rec["lsn"]
+    if rec.get("lsn") or rec.get("to_lsn"):
+        headers["engage.lsn"] = rec.get("lsn") or rec["to_lsn"]
     ts = rec.get("ts") or "2026-01-01T00:00:00.000000Z"
     ms = int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
     return {"topic": topic, "key": key, "headers": headers, "ms": ms}

@@ -1,13 +1,21 @@
 {#- The current state of one engage table, incremental: one row per key ever seen, the newest
-    version by (commit LSN, position), deletes and truncates kept as tombstones (_deleted) so
-    that a late older event can never bring a row back or overwrite a newer one.
+    version by (commit LSN, position), deletes and cuts kept as tombstones (_deleted) so that a
+    late older event can never bring a row back or overwrite a newer one.
 
     Each run takes the row events staged since the last run (stg_events._batch), adds the state
     rows of the keys they touch, and keeps per key the version with the highest
-    (_commit_lsn, _position); delete+insert replaces those keys. A TRUNCATE staged this run also
-    pulls in every live row older than it; any version older than the table's newest TRUNCATE is
-    a tombstone. Columns an update lists in unchanged_toast (not in the WAL) are carried from the
-    newest older version that had them. `read` (snapshot) rows order like inserts. -#}
+    (_commit_lsn, _position); delete+insert replaces those keys. Columns an update lists in
+    unchanged_toast (not in the WAL) are carried from the newest older version that had them.
+    `read` (snapshot) rows order like inserts.
+
+    A cut removes every version older than its place in the stream: a TRUNCATE of the table, or
+    a delivery gap (`gap` record) once a snapshot of the table begun after it is done
+    (macros/engage_gaps.sql), since every row the table still had is then read or written after
+    the gap. Only the newest cut matters (older ones remove a subset). Any version older than it
+    is a tombstone, _op 'truncate' or 'gap'. A cut that takes effect this run (its _batch is new:
+    a TRUNCATE just staged, or a gap whose snapshot's `done` record was just staged, maybe cycles
+    after the gap) also pulls in the live rows older than it. A gap without such a snapshot
+    (engage.on_slot_loss = continue, or a snapshot still running or failed) removes nothing. -#}
 {% macro engage_state(table) %}
 {%- set t = engage_tables()[table] -%}
 {%- set pk = t['pk'] -%}
@@ -35,12 +43,16 @@ events as (
       and e._batch > (select b from watermark)
 ),
 
-truncates as (
-    select _commit_lsn, _position, _batch
-    from (select commit_lsn as _commit_lsn, position as _position, _batch,
-                 row_number() over (order by commit_lsn desc, position desc) as rn
-          from {{ ref('stg_events') }}
-          where table_name = 'engage.{{ table }}' and op = 'truncate') as ranked
+cuts as (
+    -- the newest TRUNCATE of the table or gap healed for it (see above)
+    select _commit_lsn, _position, _batch, _kind
+    from (select c.*, row_number() over (order by _commit_lsn desc, _position desc) as rn
+          from (select commit_lsn as _commit_lsn, position as _position, _batch, 'truncate' as _kind
+                from {{ ref('stg_events') }}
+                where table_name = 'engage.{{ table }}' and op = 'truncate'
+                union all
+                select h.commit_lsn, h.position, h._batch, 'gap'
+                from ({{ engage_healed_gaps(table) }}) as h) as c) as ranked
     where rn = 1
 ),
 
@@ -72,13 +84,13 @@ candidates as (
     from versions
     {% if is_incremental() %}
     union all
-    -- the state of the keys touched, and the live rows a new TRUNCATE may remove
+    -- the state of the keys touched, and the live rows a new cut may remove
     select {% for name, type in cols %}x.{{ name }}, {% endfor %}x._row, cast(null as text),
            x._event_id, x._commit_lsn, x._position, x._commit_ts, x._op, 0
     from {{ this }} as x
     where exists (select 1 from versions as w where {{ key_match }})
        or (not x._deleted and exists (
-              select 1 from truncates as w
+              select 1 from cuts as w
               where w._batch > (select b from watermark) and {{ older }}))
     {% endif %}
 ),
@@ -127,13 +139,13 @@ select {% for name, type in cols %}m.{{ name }}, {% endfor %}
        case when tr._commit_lsn is not null
                  and (m._commit_lsn < tr._commit_lsn
                       or (m._commit_lsn = tr._commit_lsn and m._position < tr._position))
-            then 'truncate' else m._op end as _op,
+            then tr._kind else m._op end as _op,
        (m._op = 'delete'
         or coalesce(m._commit_lsn < tr._commit_lsn
                     or (m._commit_lsn = tr._commit_lsn and m._position < tr._position), false)) as _deleted,
        (select b from run_batch) as _batch
 from merged as m
-left join truncates as tr on true
+left join cuts as tr on true
 {% endmacro %}
 
 {#- The live rows of a state model, typed, with the row's JSON and its last event. -#}
