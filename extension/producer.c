@@ -69,6 +69,8 @@ typedef struct TopicEntry
 
 /* How long the diagnosis of a topic may wait for the broker's answer. */
 #define DIAGNOSE_TIMEOUT_MS 5000
+/* Offsets read first at the end of the progress topic (records and markers of as many commits). */
+#define PROGRESS_TAIL 2000
 
 /* Log lines of librdkafka waiting for the shipper (a bounded ring). */
 #define LOG_RING 32
@@ -417,9 +419,9 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
-		err == RD_KAFKA_RESP_ERR__RESOLVE)
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
 		broker_state = 0;
+	/* One broker lost is not all (librdkafka says ALL_BROKERS_DOWN when it is the last). */
 	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
 		err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED)
 	{
@@ -1189,7 +1191,9 @@ producer_take_log(int *level, char *buf, int buflen)
  * Is a broker reachable: 1 yes, 0 no, -1 not known yet?  Deliveries say so
  * while events flow; when librdkafka reported every broker down, a short
  * metadata request (at most every few seconds) tells when one answers again,
- * idle or not.  With authentication failing, *auth_error says why.
+ * idle or not.  A lost connection to one broker of several is not "none
+ * reachable": only librdkafka's ALL_BROKERS_DOWN is.
+ * With authentication failing, *auth_error says why.
  */
 int
 producer_broker_state(const char **auth_error)
@@ -1318,6 +1322,8 @@ producer_ensure_compacted_topic(const char *name, char **errmsg)
 	bool		ok = false;
 
 	rd_kafka_NewTopic_set_config(topic, "cleanup.policy", "compact");
+	/* Compaction never cleans the active segment: keep it small (one record a commit). */
+	rd_kafka_NewTopic_set_config(topic, "segment.bytes", "16777216");
 	rd_kafka_CreateTopics(producer, &topic, 1, NULL, queue);
 	ev = rd_kafka_queue_poll(queue, DIAGNOSE_TIMEOUT_MS * 2);
 	if (ev == NULL)
@@ -1342,13 +1348,13 @@ producer_ensure_compacted_topic(const char *name, char **errmsg)
 }
 
 /*
- * Reads the progress topic (one partition) to its end as a read_committed
- * consumer, the same brokers and properties as the producer: *value is a
- * palloc'd copy of the last value with key key, or NULL when there is none.
- * False with a palloc'd message when it cannot be read.
+ * Reads the progress topic's partition from offset start to its end as a
+ * read_committed consumer, the same brokers and properties as the producer:
+ * *value is a palloc'd copy of the last value with key key, or stays NULL.
+ * False with a palloc'd message when the end is not reached in time.
  */
-bool
-producer_read_progress(const char *topic, const char *key, char **value, char **errmsg)
+static bool
+read_progress_from(const char *topic, int64_t start, const char *key, char **value, char **errmsg)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_dup(consumer_conf);
 	rd_kafka_t *consumer;
@@ -1357,8 +1363,9 @@ producer_read_progress(const char *topic, const char *key, char **value, char **
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TXN_INIT_TIMEOUT_MS);
 	bool		done = false;
 
-	*value = NULL;
 	set_required(conf, "isolation.level", "read_committed");
+	/* The broker would hold the last fetch 500 ms (its default) before the end is known. */
+	set_required(conf, "fetch.wait.max.ms", "10");
 	set_required(conf, "enable.partition.eof", "true");
 	set_required(conf, "enable.auto.commit", "false");
 	set_required(conf, "group.id", "pg_engage-progress");
@@ -1371,7 +1378,7 @@ producer_read_progress(const char *topic, const char *key, char **value, char **
 	}
 	rd_kafka_set_log_queue(consumer, NULL);
 	parts = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = start;
 	rd_kafka_assign(consumer, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	while (!done && GetCurrentTimestamp() < deadline)
@@ -1396,4 +1403,35 @@ producer_read_progress(const char *topic, const char *key, char **value, char **
 	if (!done)
 		*errmsg = psprintf("could not read topic \"%s\" to its end in time", topic);
 	return done;
+}
+
+/*
+ * The last value with key key in the progress topic (one partition), read
+ * committed: *value is a palloc'd copy, or NULL when there is none.  An empty
+ * topic needs no consumer; otherwise the last PROGRESS_TAIL offsets are read
+ * first (the slot's latest record is almost always there), the whole
+ * partition only when they hold none of the key.  False with a palloc'd
+ * message when it cannot be read.
+ */
+bool
+producer_read_progress(const char *topic, const char *key, char **value, char **errmsg)
+{
+	int64_t		low = 0;
+	int64_t		high = 0;
+	rd_kafka_resp_err_t err;
+
+	*value = NULL;
+	err = rd_kafka_query_watermark_offsets(producer, topic, 0, &low, &high, DIAGNOSE_TIMEOUT_MS);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		low = high = -1;		/* unknown: read it all */
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR && low == high)
+		return true;
+	if (high - PROGRESS_TAIL > low && low >= 0)
+	{
+		if (!read_progress_from(topic, high - PROGRESS_TAIL, key, value, errmsg))
+			return false;
+		if (*value != NULL)
+			return true;
+	}
+	return read_progress_from(topic, RD_KAFKA_OFFSET_BEGINNING, key, value, errmsg);
 }

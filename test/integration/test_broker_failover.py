@@ -94,6 +94,7 @@ def run_failover(make_cluster, kafka_cluster, request, name, mode, seed):
     try:
         victim = busiest_leader(kafka_cluster, pg.prefix)
         summary["victim"] = victim
+        log_offset = pg.log_size()
         killed_at = time.monotonic()
         kafka_cluster.kill9(victim)
         try:
@@ -113,6 +114,8 @@ def run_failover(make_cluster, kafka_cluster, request, name, mode, seed):
             summary["progress_waits_s"] = [round(w, 1) for w in waits]
             summary["states"] = dict(states)  # what engage.shipper said meanwhile
             summary["down_s"] = round(time.monotonic() - killed_at, 1)
+            said = [l for l in pg.log_since(log_offset).splitlines() if "no Kafka broker" in l]
+            assert not said, f"one broker of three dead, yet the shipper said: {said[:2]}"
         finally:
             t0 = time.monotonic()
             kafka_cluster.restart(victim)

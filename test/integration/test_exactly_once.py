@@ -3,6 +3,7 @@ Kafka transaction, with the position it reaches in the progress topic; through k
 shipper, immediate restarts of PostgreSQL and kill -9 of the broker, a read_committed consumer
 sees every event exactly once, and never a part of a transaction.
 """
+import json
 import os
 import random
 import shutil
@@ -51,6 +52,43 @@ def test_progress_topic_and_no_duplicates(cluster, broker, fresh_prefix):
     assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
     check_stream(events, cluster, prefix)
 
+
+
+def test_progress_found_behind_other_slots_records(cluster, broker, fresh_prefix):
+    """The progress topic is created compacted with small segments; a new session finds the slot's
+    record even when more than the 2,000 offsets it reads first belong to other slots."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import ConfigResource
+
+    prefix = fresh_prefix
+    topic = f"{prefix}-progress"
+    cluster.query("INSERT INTO engage.members (name) SELECT 'tail ' || g FROM generate_series(1, 20) g")
+    cluster.wait_shipped()
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = broker.admin().describe_configs([resource])[resource].result(30)
+    assert configs["cleanup.policy"].value == "compact", configs["cleanup.policy"]
+    assert configs["segment.bytes"].value == "16777216", configs["segment.bytes"]
+    ours = [r for r in broker.read([topic]) if r.key == b"engage_shipper"]
+    assert ours, "no progress record of the slot"
+    end_lsn = json.loads(ours[-1].value)["end_lsn"]
+    # Another slot's 2,500 records after ours (a plain producer: read_committed reads them too).
+    cluster.reload(enabled="off")
+    wait_until(lambda: not cluster.shipper_pids(), 60, "the shipper to exit")
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(2500):
+        producer.produce(topic, key=b"other_slot", value=json.dumps({"v": 1, "slot": "other_slot",
+                                                                    "end_lsn": f"0/{i:X}"}).encode())
+    assert producer.flush(30) == 0
+    offset = cluster.log_size()
+    cluster.reload(enabled=None)
+    wait_until(lambda: f"Kafka has the transactions up to {end_lsn} (topic {topic})" in cluster.log_since(offset),
+               90, "the new session to find the slot's progress record behind the other slot's")
+    cluster.query("INSERT INTO engage.members (name) VALUES ('tail after')")
+    cluster.wait_shipped()
+    events = committed_events(broker, prefix)
+    ids = Counter(e.id for e in events if not e.tombstone)
+    assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
+    check_stream(events, cluster, prefix)
 
 def test_faults_exactly_once(cluster, broker, fresh_prefix):
     """The seeded workload with faults in the middle: kill -9 of the shipper (twice), an immediate
