@@ -163,7 +163,7 @@ typedef struct SnapshotRequest
 
 extern bool snapshot_table_exists(void);
 extern bool snapshot_captured_rows_exist(void);
-extern char *snapshot_request_all(const char *reason);
+extern char *snapshot_request_all(const char *reason, bool restart);
 extern bool snapshot_next_request(SnapshotRequest *req, MemoryContext cxt);
 extern char *snapshot_request_state(int64 id);
 extern void snapshot_mark_running(int64 id);
@@ -291,6 +291,11 @@ extern bool relnames_get(Oid relid, EngageRelName *row);
 extern void relnames_put(const EngageRelName *row);
 extern void relnames_delete(Oid relid);
 extern List *relnames_oids(const char *sql, Oid arg);
+
+/* walpage.c: the shipper's WAL page reader (stops waiting when asked to stop). */
+struct XLogReaderState;
+extern int	engage_read_wal_page(struct XLogReaderState *state, XLogRecPtr page, int wanted,
+								 XLogRecPtr record, char *buf);
 
 /* delivery.c: exactly once (Kafka transactions, the progress topic). */
 extern char *delivery_transactional_id(void);

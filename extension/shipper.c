@@ -203,7 +203,7 @@ request_new_slot_snapshot(const char *lost)
 	if (lost ? engage_on_slot_loss != ENGAGE_SLOT_LOSS_RESNAPSHOT :
 		engage_snapshot_mode != ENGAGE_SNAPSHOT_INITIAL)
 		return true;
-	problem = snapshot_request_all(reason);
+	problem = snapshot_request_all(reason, lost != NULL);
 	CurrentResourceOwner = shipper_owner;
 	if (problem == NULL)
 		return true;
@@ -237,7 +237,7 @@ ensure_slot(const char *lost)
 	/* Ephemeral until its start point is found: an error drops it. */
 	ReplicationSlotCreate(engage_slot_name, true, RS_EPHEMERAL, false);
 	init = CreateInitDecodingContext("engage_decoder", NIL, false, InvalidXLogRecPtr,
-									 XL_ROUTINE(.page_read = read_local_xlog_page,
+									 XL_ROUTINE(.page_read = engage_read_wal_page,
 												.segment_open = wal_segment_open,
 												.segment_close = wal_segment_close),
 									 NULL, NULL, NULL);
@@ -267,11 +267,25 @@ check_handoff(LogicalDecodingContext *lctx)
 				 errhint("Install engage_decoder and pg_engage from the same build, then restart the server.")));
 }
 
-/* Waits for room in librdkafka's queue; never drops an event. */
+static void publish_progress(void);
+static void send_progress(void);
+
+/*
+ * Waits for room in librdkafka's queue; never drops an event.  Publishes the
+ * counters once a second meanwhile: a huge transaction fills the queue for as
+ * long as it is sent, and the status should show it moving.
+ */
 static void
 wait_for_room(void)
 {
+	static TimestampTz published_at = 0;
+
 	serve_producer(50);
+	if (TimestampDifferenceExceeds(published_at, GetCurrentTimestamp(), 1000))
+	{
+		publish_progress();
+		published_at = GetCurrentTimestamp();
+	}
 	CHECK_FOR_INTERRUPTS();
 	if (ShutdownRequestPending)
 	{
@@ -679,7 +693,7 @@ session_start(void)
 		return false;
 	}
 	ctx = CreateDecodingContext(InvalidXLogRecPtr, decoding_options(), false,
-								XL_ROUTINE(.page_read = read_local_xlog_page,
+								XL_ROUTINE(.page_read = engage_read_wal_page,
 										   .segment_open = wal_segment_open,
 										   .segment_close = wal_segment_close),
 								shipper_prepare_write, shipper_write, NULL);
@@ -774,6 +788,23 @@ publish_progress(void)
 		engage_status_resolved();
 }
 
+/* Under exactly_once: sends a progress record in the open Kafka transaction. */
+static void
+send_progress(void)
+{
+	EngageMessage msg;
+	StringInfoData value;
+	XLogRecPtr	progress_end;
+	uint64		txn = tracker_begin();
+
+	initStringInfo(&value);
+	delivery_progress_message(&msg, &value, &progress_end);
+	msg.txn = txn;
+	hand_over(&msg);
+	tracker_commit(txn, progress_end);
+	pfree(value.data);
+}
+
 /*
  * Under exactly_once: ends the open Kafka transaction with its progress
  * record and commits it.  False when the session must end (*end: how): the
@@ -783,17 +814,9 @@ publish_progress(void)
 static bool
 commit_kafka_txn(SessionEnd *end)
 {
-	EngageMessage msg;
-	StringInfoData value;
-	XLogRecPtr	progress_end;
 	char		error[512];
-	uint64		txn = tracker_begin();
 
-	initStringInfo(&value);
-	delivery_progress_message(&msg, &value, &progress_end);
-	msg.txn = txn;
-	hand_over(&msg);
-	tracker_commit(txn, progress_end);
+	send_progress();
 	switch (delivery_commit(error, sizeof(error)))
 	{
 		case TXN_COMMITTED:

@@ -103,11 +103,14 @@ snapshot_captured_rows_exist(void)
 
 /*
  * Requests snapshots of every captured table for reason, in a transaction
- * of its own.  Returns NULL, or why it cannot: pg_engage is not installed
- * while a captured table has rows.
+ * of its own.  With restart, open snapshots are cancelled first, so that
+ * every table is read again from its start: after a slot loss the chunks an
+ * open snapshot read before the gap may hold rows the gap changed.  Returns
+ * NULL, or why it cannot: pg_engage is not installed while a captured table
+ * has rows.
  */
 char *
-snapshot_request_all(const char *reason)
+snapshot_request_all(const char *reason, bool restart)
 {
 	Datum		arg = CStringGetTextDatum(reason);
 	Oid			type = TEXTOID;
@@ -120,6 +123,13 @@ snapshot_request_all(const char *reason)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (snapshot_table_exists())
 	{
+		if (restart && run("UPDATE engage_internal.snapshots SET state = 'cancelled', finished_at = now(), "
+						   "error = 'the slot was lost while it was open: a new snapshot reads the table again' "
+						   "WHERE state IN ('pending', 'running')", 0, NULL, NULL, false) != SPI_OK_UPDATE)
+			elog(ERROR, "could not cancel the open snapshots");
+		if (restart && SPI_processed > 0)
+			ereport(LOG, (errmsg("pg_engage shipper: cancelled %llu open snapshots, to read their tables again from the start",
+								 (unsigned long long) SPI_processed)));
 		if (run("SELECT engage_internal.request_snapshots($1, NULL, false)", 1, &type, &arg,
 				false) != SPI_OK_SELECT)
 			elog(ERROR, "could not request snapshots");

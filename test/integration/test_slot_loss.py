@@ -227,3 +227,36 @@ def test_resnapshot_after_drop_while_off_rebuilds_the_database(cluster, broker, 
     assert {r[2] for r in snaps} == {"done"}, snaps
     cluster.wait_shipped()
     check_stream(broker.read_prefix(prefix), cluster, prefix)
+
+
+def test_slot_lost_during_a_snapshot_reads_the_table_again(cluster, broker, prefix):
+    """A snapshot half done when the slot is lost: its chunks read before the gap may hold rows the
+    gap changed, so it is cancelled and the table read again from its start (a consumer discards
+    its state at the gap); rows deleted and updated during the gap in the chunks already read
+    end as in the database."""
+    cluster.query("INSERT INTO engage.members (name) SELECT 'half ' || g FROM generate_series(1, 3000) g")
+    cluster.wait_shipped()
+    last = last_snapshot_id(cluster)
+    cluster.reload(snapshot_rows_per_second="1000", snapshot_chunk_rows="200")
+    try:
+        old = cluster.one("SELECT snapshot_id FROM engage.snapshot(ARRAY['engage.members'::regclass])")
+        wait_until(lambda: cluster.one("SELECT state = 'running' AND rows_read >= 600 FROM engage.snapshots "
+                                       "WHERE id = %s", (old,)), 60, "the snapshot to read three chunks")
+        stop_shipper(cluster)
+        cluster.query("SELECT pg_drop_replication_slot('engage_shipper')")
+    finally:
+        cluster.reload(snapshot_rows_per_second=None, snapshot_chunk_rows=None)
+    first = cluster.query("SELECT member_id FROM engage.members ORDER BY member_id LIMIT 300")
+    cluster.query("DELETE FROM engage.members WHERE member_id = ANY(%s)", ([r[0] for r in first[:100]],))
+    cluster.query("UPDATE engage.members SET email = 'gap@x.org' WHERE member_id = ANY(%s)",
+                  ([r[0] for r in first[100:]],))
+    offset = cluster.log_size()
+    cluster.reload(enabled="on")
+    cluster.wait_running()
+    wait_gap(broker, prefix, "after the slot was dropped during a snapshot")
+    snaps = slot_loss_snapshots(cluster, last)
+    assert (old, "engage.members", "cancelled", "requested") in snaps, snaps
+    assert ("engage.members", "done", "slot loss") in {r[1:] for r in snaps}, snaps
+    assert "cancelled 1 open snapshots" in cluster.log_since(offset)
+    cluster.wait_shipped()
+    check_stream(broker.read_prefix(prefix), cluster, prefix)

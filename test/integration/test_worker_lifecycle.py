@@ -1,7 +1,8 @@
 """The workers never stay down while the server runs, and the status tells the truth about them."""
 import re
+import time
 
-from support import wait_until, worker_exits
+from support import lsn_int, wait_until, worker_exits
 
 CLUSTER_CONF = ["log_min_messages = log"]
 
@@ -71,5 +72,37 @@ def test_clean_shutdown_is_not_a_failure(make_cluster, request):
     c.wait_running()
     offset = c.log_size()
     c.stop("fast")
+    log = c.log_since(offset)
+    assert not [l for l in worker_exits(log) if "exit code 0" not in l], worker_exits(log)
+
+
+def test_fast_shutdown_while_a_record_is_flushed_in_part(make_cluster, request):
+    """A WAL record whose start is flushed and whose end is not (a large non-transactional message:
+    no commit flushes it, the WAL writer flushes whole pages only) keeps the shipper waiting for the
+    rest; a fast shutdown must still end at once, not when something else flushes WAL."""
+    c = make_cluster("partflush", request=request)
+    c.wait_running()
+    # The initial snapshot's chunks commit (and so flush WAL): let it end first.
+    wait_until(lambda: c.one("SELECT count(*) FROM engage.snapshots WHERE state IN ('pending', 'running')") == 0,
+               60, "the initial snapshot to end")
+    # In a transaction left open: the end of a transaction without an xid that wrote WAL would
+    # ask the WAL writer to flush it all (asynchronous commit); the server's stop aborts it.
+    writer = c.connect()
+    writer.execute("BEGIN")
+    end = lsn_int(writer.execute("SELECT pg_logical_emit_message(false, 'not_engage', "
+                                 "repeat(md5('x'), 20000))::text").fetchone()[0])
+    start = end - 32 * 20000
+    wait_until(lambda: start < c.flush_lsn() < end, 30,
+               "the WAL writer to flush the message's first pages, not its last")
+    # The shipper looks for new WAL every engage.poll_interval (no event says it is inside the
+    # record): give it that time, and a second more.
+    time.sleep(1 + c.one("SELECT setting::int FROM pg_settings WHERE name = 'engage.poll_interval'") / 1000)
+    assert c.flush_lsn() < end, "something flushed the rest of the record: the test proves nothing"
+    offset = c.log_size()
+    started = time.monotonic()
+    c.stop("fast")
+    took = time.monotonic() - started
+    assert took < 20, f"the fast shutdown took {took:.1f} s"
+    writer.close()
     log = c.log_since(offset)
     assert not [l for l in worker_exits(log) if "exit code 0" not in l], worker_exits(log)
