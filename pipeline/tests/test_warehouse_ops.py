@@ -6,7 +6,7 @@ objects): deletes are never undone by older events, the newest version wins by n
 are carried, JSON null differs from SQL NULL, a TRUNCATE removes older rows (late ones too),
 `schema` and `gap` records are staged (gaps warn), duplicates are staged once. A delivery gap
 removes the rows a table had before it once a snapshot of the table begun after it is done, and
-nothing otherwise.
+nothing otherwise. Columns added by DDL become typed columns once their schema record is staged.
 """
 from __future__ import annotations
 
