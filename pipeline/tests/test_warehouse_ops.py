@@ -6,7 +6,7 @@ objects): deletes are never undone by older events, the newest version wins by n
 are carried, JSON null differs from SQL NULL, a TRUNCATE removes older rows (late ones too),
 `schema` and `gap` records are staged (gaps warn), duplicates are staged once. A delivery gap
 removes the rows a table had before it once a snapshot of the table begun after it is done, and
-nothing otherwise.
+nothing otherwise. Columns added by DDL become typed columns once their schema record is staged.
 """
 from __future__ import annotations
 
@@ -290,3 +290,46 @@ def test_gap_without_snapshot_removes_nothing(kind, pg, tmp_path):
     assert r["dbt_warnings"] == 1
     assert query(cfg, f"SELECT from_lsn, to_lsn, slot_name FROM {cfg.schema}.stg_gaps") == [
         ("0/180", "0/500", "engage_shipper")]
+
+
+def members_schema(id_: str, *added: tuple[str, str]) -> str:
+    """A schema record of engage.members (README.md "Schema records") with columns added."""
+    cols = [("member_id", "bigint"), ("name", "text"), ("email", "text"), ("contact", "text"),
+            ("created_at", "timestamp with time zone"), *added]
+    return rec(id_, "schema", change="alter", key=["member_id"], schema="0123456789abcdef",
+               captured=True, columns=[{"name": n, "type": t, "nullable": True} for n, t in cols])
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_added_columns(kind, pg, tmp_path):
+    """Columns added by DDL become typed columns of state_members and cur_members once their
+    schema record is staged (in the same cycle as the rows): NULL in older versions, the values
+    of the rows written (or read) after it; a column dropped later stays with its values."""
+    cfg = warehouse_config(kind, tmp_path, pg, "wh_cols")
+    landing = tmp_path / "landing"
+    w = LandingWriter(landing, partitions=1)
+    s = cfg.schema
+    w.write([member("0/100:1", "insert", 1, "m1"), member("0/100:2", "insert", 2, "m2")])
+    cycle(landing, cfg, tmp_path)                   # no schema record yet: the static columns
+
+    w.write([members_schema("0/200:1", ("nickname", "text"), ("score", "bigint")),
+             member("0/210:1", "insert", 3, "m3", nickname="Three", score=30),
+             member("0/220:1", "update", 2, "m2 v2", nickname="Two", score=9007199254740993),
+             member("0/230:1", "read", 4, "m4", nickname="Four", score=None)])
+    cycle(landing, cfg, tmp_path)
+    got = query(cfg, f"SELECT member_id, name, nickname, score FROM {s}.cur_members ORDER BY 1")
+    assert got == [(1, "m1", None, None), (2, "m2 v2", "Two", 9007199254740993),
+                   (3, "m3", "Three", 30), (4, "m4", "Four", None)]
+    assert query(cfg, f"SELECT nickname, score FROM {s}.state_members WHERE member_id = 1") == [
+        (None, None)]
+
+    # later cycles: incremental as before, TOASTed values carried, a dropped column kept
+    w.write([member("0/300:1", "update", 1, "m1 v2", score=10),
+             member("0/310:1", "update", 3, "m3 v2", toast=["nickname"], nickname="x", score=31),
+             members_schema("0/320:1", ("score", "bigint")),
+             member("0/330:1", "insert", 5, "m5", score=50),
+             member("0/340:1", "update", 4, "m4 v2", score=41)])
+    cycle(landing, cfg, tmp_path, audit=True)
+    got = query(cfg, f"SELECT member_id, name, nickname, score FROM {s}.cur_members ORDER BY 1")
+    assert got == [(1, "m1 v2", None, 10), (2, "m2 v2", "Two", 9007199254740993),
+                   (3, "m3 v2", "Three", 31), (4, "m4 v2", None, 41), (5, "m5", None, 50)]

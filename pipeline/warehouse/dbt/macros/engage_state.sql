@@ -15,11 +15,19 @@
     is a tombstone, _op 'truncate' or 'gap'. A cut that takes effect this run (its _batch is new:
     a TRUNCATE just staged, or a gap whose snapshot's `done` record was just staged, maybe cycles
     after the gap) also pulls in the live rows older than it. A gap without such a snapshot
-    (engage.on_slot_loss = continue, or a snapshot still running or failed) removes nothing. -#}
+    (engage.on_slot_loss = continue, or a snapshot still running or failed) removes nothing.
+
+    The typed columns are engage_columns(table): the static list plus the columns added by DDL
+    that a staged `schema` record announced. A run that first names such a column adds it to the
+    table (on_schema_change append_new_columns): rows kept from before are NULL in it. -#}
 {% macro engage_state(table) %}
 {%- set t = engage_tables()[table] -%}
 {%- set pk = t['pk'] -%}
-{%- set cols = t['columns'] -%}
+{%- set cols = engage_columns(table) -%}
+{%- set present = [] -%}
+{%- if execute and is_incremental() -%}
+  {%- for c in adapter.get_columns_in_relation(this) %}{% do present.append(c.name | lower) %}{% endfor -%}
+{%- endif -%}
 {%- set toastable = [] -%}
 {%- for name, type in cols if type in ('text', 'json') %}{% do toastable.append(name) %}{% endfor -%}
 {{ config(materialized='incremental', unique_key=pk, incremental_strategy='delete+insert',
@@ -85,7 +93,8 @@ candidates as (
     {% if is_incremental() %}
     union all
     -- the state of the keys touched, and the live rows a new cut may remove
-    select {% for name, type in cols %}x.{{ name }}, {% endfor %}x._row, cast(null as text),
+    select {% for name, type in cols -%}
+           {%- if name in present %}x.{{ name }}{% else %}cast(null as {{ engage_sql_type(type) }}){% endif %}, {% endfor %}x._row, cast(null as text),
            x._event_id, x._commit_lsn, x._position, x._commit_ts, x._op, 0
     from {{ this }} as x
     where exists (select 1 from versions as w where {{ key_match }})
@@ -148,12 +157,22 @@ from merged as m
 left join cuts as tr on true
 {% endmacro %}
 
-{#- The live rows of a state model, typed, with the row's JSON and its last event. -#}
+{#- The live rows of a state model, typed, with the row's JSON and its last event: the columns
+    of engage_tables(), then the state model's other typed columns (added by DDL) as it has them. -#}
 {% macro engage_current(table) %}
-{%- set cols = engage_tables()[table]['columns'] -%}
+{%- set names = [] -%}
+{%- for name, type in engage_tables()[table]['columns'] %}{% do names.append(name) %}{% endfor -%}
+{%- set state = ref('state_' ~ table) -%}
+{%- if execute -%}
+  {%- set meta = ['_row', '_unchanged_toast', '_event_id', '_commit_lsn', '_position', '_commit_ts',
+                  '_op', '_deleted', '_batch'] -%}
+  {%- for c in adapter.get_columns_in_relation(state) if (c.name | lower) not in names + meta -%}
+    {%- do names.append(c.name | lower) -%}
+  {%- endfor -%}
+{%- endif -%}
 {{ config(materialized='view') }}
-select {% for name, type in cols %}{{ name }}, {% endfor %}
+select {% for name in names %}{{ name }}, {% endfor %}
        _row, _event_id, _commit_ts
-from {{ ref('state_' ~ table) }}
+from {{ state }}
 where not _deleted
 {% endmacro %}
