@@ -65,7 +65,8 @@ def test_progress_found_behind_other_slots_records(cluster, broker, fresh_prefix
     cluster.query("INSERT INTO engage.members (name) SELECT 'tail ' || g FROM generate_series(1, 20) g")
     cluster.wait_shipped()
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    configs = broker.admin().describe_configs([resource])[resource].result(30)
+    admin = broker.admin()  # kept: a client destroyed before its answer fails the future
+    configs = admin.describe_configs([resource])[resource].result(30)
     assert configs["cleanup.policy"].value == "compact", configs["cleanup.policy"]
     assert configs["segment.bytes"].value == "16777216", configs["segment.bytes"]
     ours = [r for r in broker.read([topic]) if r.key == b"engage_shipper"]
