@@ -393,6 +393,19 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	uint64		txn = (uint64) (uintptr_t) msg->_private;
 	const char *topic = rd_kafka_topic_name(msg->rkt);
 
+	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && msg->offset < 0)
+	{
+		/*
+		 * "Delivered" without an offset: librdkafka assumed the broker had
+		 * it (a retried batch refused as out of order after a later one was
+		 * taken).  Seen with the first batch to a partition Kafka was still
+		 * creating, which the broker never wrote.  Not acknowledged: sent
+		 * again.
+		 */
+		note_failure(FAILURE_RETRY, "Kafka did not confirm an offset for an event to topic \"%s\" "
+					 "(librdkafka assumed it written); sending again", topic);
+		return;
+	}
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		broker_state = 1;

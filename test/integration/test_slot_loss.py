@@ -56,7 +56,9 @@ def check_gap(rec, cluster, prefix, from_lsn, reason, from_max=None):
     to_lsn = rec["to_lsn"]
     assert rec["v"] == 1 and rec["op"] == "gap" and rec["slot"] == "engage_shipper"
     assert from_lsn <= lsn_int(rec["from_lsn"]) <= (from_max or from_lsn), rec
-    assert reason in rec["reason"], rec
+    # A gap record Kafka did not acknowledge is sent again under the same id once the shipper starts
+    # again; the slot then looks created again (README, "A lost slot").
+    assert reason in rec["reason"] or "created again" in rec["reason"], rec
     assert rec["id"] == f"{to_lsn}:0" and rec["headers"]["engage.op"] == "gap"
     assert lsn_int(to_lsn) > from_lsn
     # Nothing of the new slot before the gap: its start is where the record says.
@@ -148,7 +150,7 @@ def test_slot_invalidated_while_broker_down(cluster, broker, prefix):
     finally:
         broker.restart()
     recs = wait_gap(broker, prefix, "after the slot was invalidated")
-    assert len(recs) == 1, recs
+    assert len({r["id"] for r in recs}) == 1, recs
     check_gap(recs[0], cluster, prefix, before, "invalidated", from_max=lost_start)
     cluster.wait_running()
     cluster.query("INSERT INTO engage.members (name) VALUES ('after the gap')")
@@ -194,7 +196,10 @@ def test_resnapshot_after_invalidation_rebuilds_the_database(cluster, broker, pr
     finally:
         broker.restart()
     recs = wait_gap(broker, prefix, "after the slot was invalidated")
-    assert len(recs) == 1 and "invalidated" in recs[0]["reason"], recs
+    # One id: a gap record Kafka did not acknowledge is sent again under the same id, its
+    # reason then saying the slot was created again (README, "A lost slot").
+    assert len({r["id"] for r in recs}) == 1, recs
+    assert "invalidated" in recs[0]["reason"] or "created again" in recs[0]["reason"], recs
     snaps = slot_loss_snapshots(cluster, last)
     assert {r[3] for r in snaps} == {"slot loss"} and {r[2] for r in snaps} == {"done"}, snaps
     assert "engage.members" in {r[1] for r in snaps}
@@ -202,7 +207,7 @@ def test_resnapshot_after_invalidation_rebuilds_the_database(cluster, broker, pr
     events = broker.read_prefix(prefix)
     result = check_stream(events, cluster, prefix)
     kinds = [e.record["op"] for e in events if not e.tombstone]
-    assert kinds.count("gap") == 1
+    assert len({e.id for e in events if not e.tombstone and e.record["op"] == "gap"}) == 1
     assert kinds.count("read") >= cluster.one("SELECT count(*) FROM engage.members"), kinds.count("read")
     starts = [e.record for e in events if not e.tombstone and e.record["op"] == "snapshot"]
     assert {(r["table"], r["snapshot"]["state"]) for r in starts} >= \
