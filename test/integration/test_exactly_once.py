@@ -27,6 +27,16 @@ def committed_events(broker, prefix):
     return broker.read_prefix(prefix, isolation="read_committed")
 
 
+def shipped_once_and_rebuilt(cluster, broker, prefix):
+    """Waits until everything is shipped; every event id is in Kafka once (read_committed) and the
+    rebuild equals the database."""
+    cluster.wait_shipped()
+    events = committed_events(broker, prefix)
+    ids = Counter(e.id for e in events if not e.tombstone)
+    assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
+    check_stream(events, cluster, prefix)
+
+
 def shipped(cluster, n):
     return cluster.status()["events_shipped"] >= n
 
@@ -46,11 +56,7 @@ def test_progress_topic_and_no_duplicates(cluster, broker, fresh_prefix):
                "the new session to read the progress topic")
     cluster.wait_running()
     cluster.query("INSERT INTO engage.members (name) VALUES ('eo after')")
-    cluster.wait_shipped()
-    events = committed_events(broker, prefix)
-    ids = Counter(e.id for e in events if not e.tombstone)
-    assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
-    check_stream(events, cluster, prefix)
+    shipped_once_and_rebuilt(cluster, broker, prefix)
 
 
 
@@ -85,11 +91,7 @@ def test_progress_found_behind_other_slots_records(cluster, broker, fresh_prefix
     wait_until(lambda: f"Kafka has the transactions up to {end_lsn} (topic {topic})" in cluster.log_since(offset),
                90, "the new session to find the slot's progress record behind the other slot's")
     cluster.query("INSERT INTO engage.members (name) VALUES ('tail after')")
-    cluster.wait_shipped()
-    events = committed_events(broker, prefix)
-    ids = Counter(e.id for e in events if not e.tombstone)
-    assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
-    check_stream(events, cluster, prefix)
+    shipped_once_and_rebuilt(cluster, broker, prefix)
 
 def test_faults_exactly_once(cluster, broker, fresh_prefix):
     """The seeded workload with faults in the middle: kill -9 of the shipper (twice), an immediate
